@@ -1,0 +1,1 @@
+"""Watch bounding boxes: box utilities and a catalogue-to-photo scene simulator for training data."""

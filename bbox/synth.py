@@ -1,0 +1,894 @@
+"""Turn a white-background catalogue photo into a phone-photo-like query with the true bounding box.
+
+Why: users photograph a real watch (cluttered room, dim light, tilted, blurred, JPEG), while the shop only has
+clean studio shots. Simulating the photo from the studio shot gives unlimited labelled data for the box
+regressor, photo->catalogue pairs for invariance training and queries for retrieval benchmarks.
+
+Images are RGB uint8 ``HxWx3`` at every public boundary. Only numpy and OpenCV are needed; scikit-image and
+scikit-learn are used solely to *locate* the sample photos they bundle (as real cluttered backgrounds).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bbox.box import BoundingBox
+
+__all__ = [
+    "PhotoSimulator",
+    "ProductSegmentation",
+    "Scene",
+    "SceneParams",
+    "builtin_backgrounds",
+    "load_backgrounds",
+    "procedural_clutter",
+    "product_mask",
+    "segment_product",
+    "simulate_photo",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+# ============================================================================ product mask
+
+# A border pixel counts as "plain background" when it is light and grey: all channels >= this level ...
+_PLAIN_MIN_LEVEL = 190
+# ... and channel spread (max - min, a cheap saturation) <= this. JPEG adds a few levels of noise.
+_PLAIN_MAX_SPREAD = 24
+# At least this fraction of the border must be plain background, else the photo is a scene (wrist, gift box).
+_PLAIN_BORDER_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class ProductSegmentation:
+    """Result of :func:`segment_product`.
+
+    ``status`` says how to trust ``mask``:
+      * ``"product"``: the product was cut out of a plain light background;
+      * ``"not_on_plain_background"``: the border is not a plain light colour (photo on a wrist, in a gift
+        box, on a coloured backdrop); ``mask`` covers the whole frame because no cut-out is reliable;
+      * ``"blank"``: nothing differs from the background; ``mask`` covers the whole frame.
+    """
+
+    mask: np.ndarray
+    status: str
+    background_rgb: tuple[int, int, int] | None
+
+    @property
+    def on_plain_background(self) -> bool:
+        return self.status == "product"
+
+
+def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float = 6.0) -> ProductSegmentation:
+    """Cut the product out of a white or near-white catalogue background.
+
+    The background colour is estimated from the image border (so light-grey studio backdrops work too). A
+    pixel is foreground when some channel differs from it by more than ``tolerance`` levels (Chebyshev
+    distance, which also catches pale but saturated gold/rose tones). After a small closing, *background is
+    only what is background-coloured and connected to the border*: white dials, white straps and highlights
+    inside the outline are kept (hole filling). Finally only the main object (the largest component plus big
+    ones close to it) survives, which drops specks, logos and JPEG noise far from the watch.
+    """
+    img = _as_rgb_u8(img)
+    h, w = img.shape[:2]
+    full = np.ones((h, w), dtype=bool)
+    ring = max(1, round(min(h, w) / 64))
+    border = np.concatenate(
+        [
+            img[:ring].reshape(-1, 3),
+            img[-ring:].reshape(-1, 3),
+            img[:, :ring].reshape(-1, 3),
+            img[:, -ring:].reshape(-1, 3),
+        ]
+    ).astype(np.int16)
+    low = border.min(axis=1)
+    plain = (low >= _PLAIN_MIN_LEVEL) & (border.max(axis=1) - low <= _PLAIN_MAX_SPREAD)
+    if plain.mean() < _PLAIN_BORDER_FRACTION:
+        return ProductSegmentation(full, "not_on_plain_background", None)
+    background = np.median(border[plain], axis=0)
+    near = np.abs(border - background).max(axis=1) <= tolerance
+    if near.mean() < _PLAIN_BORDER_FRACTION:  # light but not one colour (e.g. a bright window scene)
+        return ProductSegmentation(full, "not_on_plain_background", None)
+    background_rgb = (int(background[0]), int(background[1]), int(background[2]))
+
+    distance = np.abs(img.astype(np.int16) - background.astype(np.int16)).max(axis=2)
+    foreground = distance > tolerance
+    # Faint outlines (a white dial in a polished silver case) are only ~10-20 levels off white, too weak for
+    # the tolerance but sharp: count sharp, slightly-off-white steps as foreground "walls" so the flood fill
+    # below cannot leak through them into the dial. Soft shadows and JPEG noise are not sharp enough.
+    distance_f = distance.astype(np.float32)
+    gradient = cv2.magnitude(
+        cv2.Sobel(distance_f, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(distance_f, cv2.CV_32F, 0, 1, ksize=3)
+    )
+    foreground |= (gradient > 8.0 * edge_threshold) & (distance > 4)
+    foreground = foreground.astype(np.uint8)
+    unit = max(1, round(min(h, w) / 128))  # kernels were tuned on 128 px catalogue images
+    close_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * unit + 1, 4 * unit + 1))
+    foreground = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, close_kernel)
+
+    # Background = background-coloured regions touching the border (4-connected so it cannot leak
+    # diagonally through a one-pixel gap in a case outline).
+    count, labels = cv2.connectedComponents(1 - foreground, connectivity=4)
+    border_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]).astype(np.int64))
+    is_background = np.zeros(count, dtype=bool)
+    is_background[border_labels] = True
+    is_background[0] = False  # label 0 is the foreground itself
+    mask = ~is_background[labels]
+    mask = _keep_main_object(mask, reach=3 * unit)
+    if not mask.any():
+        return ProductSegmentation(full, "blank", background_rgb)
+    return ProductSegmentation(mask, "product", background_rgb)
+
+
+def product_mask(img: np.ndarray) -> np.ndarray:
+    """Boolean ``HxW`` mask of the product on a white/near-white catalogue photo.
+
+    Choice for photos that are *not* on a plain background (about 2 % of the dev catalogue: worn on a wrist,
+    in a gift box, lifestyle shots): the mask covers the whole frame, i.e. the whole photo is "the product".
+    That keeps every caller working (a simulator pastes the photo as a print-like rectangle); callers that
+    must know, e.g. to skip such images when training a box regressor, use :func:`segment_product`.
+    """
+    return segment_product(img).mask
+
+
+def _keep_main_object(mask: np.ndarray, reach: int) -> np.ndarray:
+    """Keep the group of components holding most pixels plus other groups at least 25 % of its size.
+
+    Components within ``reach`` pixels of each other form one group (a bracelet whose links are split by
+    bright highlights stays whole)."""
+    mask_u8 = mask.astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    count, groups = cv2.connectedComponents(cv2.dilate(mask_u8, kernel), connectivity=8)
+    if count <= 2:
+        return mask
+    group_area = np.bincount(groups[mask], minlength=count)
+    group_area[0] = 0
+    keep = group_area >= 0.25 * group_area.max()
+    keep[0] = False
+    return mask & keep[groups]
+
+
+# ============================================================================ backgrounds
+
+_SKIMAGE_SAMPLES = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "camera.png",
+    "brick.png",
+    "gravel.png",
+    "grass.png",
+)
+_SKLEARN_SAMPLES = ("china.jpg", "flower.jpg")
+
+
+def _package_dir(name: str) -> Path | None:
+    """Folder of an installed package without importing it (scikit-learn imports take seconds)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_background_cache() -> tuple[np.ndarray, ...]:
+    paths: list[Path] = []
+    skimage_dir = _package_dir("skimage")
+    if skimage_dir is not None:
+        paths += [skimage_dir / "data" / name for name in _SKIMAGE_SAMPLES]
+    sklearn_dir = _package_dir("sklearn")
+    if sklearn_dir is not None:
+        paths += [sklearn_dir / "datasets" / "images" / name for name in _SKLEARN_SAMPLES]
+    images = []
+    for path in paths:
+        image = _read_rgb(path)
+        if image is not None:
+            image.setflags(write=False)  # shared cache: nobody may draw on it
+            images.append(image)
+    return tuple(images)
+
+
+def builtin_backgrounds() -> list[np.ndarray]:
+    """Real cluttered photos bundled with scikit-image (astronaut, cat, coffee, rocket, garage, cameraman,
+    brick/gravel/grass surfaces) and scikit-learn (china, flower), RGB, read-only and cached.
+
+    Empty when neither package is installed; the simulator then uses procedural clutter only."""
+    return list(_builtin_background_cache())
+
+
+def load_backgrounds(dirs: Iterable[str | Path] = (), include_builtin: bool = True) -> list[np.ndarray]:
+    """Background photos from user folders (recursive jpg/jpeg/png/webp/bmp, sorted so runs are
+    reproducible; unreadable or tiny files skipped), optionally plus :func:`builtin_backgrounds`."""
+    images = builtin_backgrounds() if include_builtin else []
+    for folder in dirs:
+        folder = Path(folder)
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        for path in files:
+            image = _read_rgb(path)
+            if image is not None and min(image.shape[:2]) >= 32:
+                images.append(image)
+    return images
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# ============================================================================ procedural clutter
+
+_TEXT_CHARS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789   .-"))
+_FONTS = (
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+    cv2.FONT_HERSHEY_PLAIN,
+)
+
+
+def procedural_clutter(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A random cluttered indoor-like scene, so training never depends on a handful of photos.
+
+    A textured surface (wood grain, woven fabric, tiles or mottled plaster under a colour gradient) with
+    random household-like objects on it: rectangles (books, phones, paper), ellipses (cups, plates), thick
+    curves (cables), and text-like marks, each with simple shading and a soft shadow.
+    """
+    small_h, small_w = max(8, h // 2), max(8, w // 2)
+    ys, xs = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
+    ys /= small_h
+    xs /= small_w
+
+    # Surface colour: gradient between two related colours.
+    base = _random_colour(rng, saturation=(0.05, 0.55), value=(0.25, 0.9))
+    other = np.clip(base * rng.uniform(0.6, 1.3, size=3), 0, 255)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (xs * np.cos(angle) + ys * np.sin(angle)) / (abs(np.cos(angle)) + abs(np.sin(angle)))
+    ramp = ramp - ramp.min()
+    surface = base + (other - base) * ramp[..., None]
+
+    texture = rng.choice(["wood", "fabric", "tiles", "plaster", "plain"], p=[0.3, 0.2, 0.15, 0.25, 0.1])
+    if texture == "wood":
+        warp = _smooth_noise(small_h, small_w, rng, cells=4) * rng.uniform(0.05, 0.2)
+        grain_angle = rng.uniform(0, np.pi)
+        across = -xs * np.sin(grain_angle) * small_w / small_h + ys * np.cos(grain_angle)
+        stripes = np.sin(2 * np.pi * rng.uniform(8, 30) * (across + warp))
+        fine = _smooth_noise(small_h, small_w, rng, cells=40)
+        shade = 1.0 + 0.12 * stripes + 0.06 * fine
+    elif texture == "fabric":
+        period = rng.uniform(2.0, 5.0)
+        ix, iy = np.meshgrid(np.arange(small_w), np.arange(small_h))
+        weave = np.sin(2 * np.pi * ix / period) * np.sin(2 * np.pi * iy / period)
+        shade = 1.0 + 0.08 * weave + 0.08 * _smooth_noise(small_h, small_w, rng, cells=12)
+    elif texture == "tiles":
+        step = rng.integers(max(6, small_w // 12), max(8, small_w // 3))
+        ix, iy = np.meshgrid(np.arange(small_w), np.arange(small_h))
+        grout = ((ix % step) < 2) | ((iy % step) < 2)
+        shade = np.where(grout, 0.7, 1.0) + 0.05 * _smooth_noise(small_h, small_w, rng, cells=20)
+    elif texture == "plaster":
+        shade = 1.0 + 0.15 * _smooth_noise(small_h, small_w, rng, cells=6)
+        shade += 0.06 * _smooth_noise(small_h, small_w, rng, cells=30)
+    else:
+        shade = np.ones((small_h, small_w), np.float32)
+    surface = np.clip(surface * shade[..., None].astype(np.float32), 0, 255).astype(np.uint8)
+    image = cv2.resize(surface, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    short = min(h, w)
+    for _ in range(int(rng.integers(4, 13))):
+        kind = rng.choice(["rect", "ellipse", "cable", "text"], p=[0.4, 0.25, 0.15, 0.2])
+        colour = _random_colour(rng, saturation=(0.0, 0.8), value=(0.1, 0.95))
+        centre = (float(rng.uniform(-0.1, 1.1) * w), float(rng.uniform(-0.1, 1.1) * h))
+        if kind == "rect":
+            size = (float(rng.uniform(0.1, 0.6) * short), float(rng.uniform(0.1, 0.6) * short))
+            corners = cv2.boxPoints((centre, size, float(rng.uniform(0, 180)))).astype(np.int32)
+            layer = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(layer, [corners], 255)
+            _paint_object(image, layer, colour, rng)
+            if rng.random() < 0.4:  # printed stripe / label on a box or book
+                inner = cv2.boxPoints((centre, (size[0] * 0.8, size[1] * 0.25), float(rng.uniform(0, 180)))).astype(
+                    np.int32
+                )
+                cv2.fillPoly(image, [inner], _random_colour(rng, (0, 0.8), (0.1, 0.95)).tolist())
+        elif kind == "ellipse":
+            axes = (int(rng.uniform(0.05, 0.3) * short), int(rng.uniform(0.05, 0.3) * short))
+            layer = np.zeros((h, w), np.uint8)
+            cv2.ellipse(layer, (int(centre[0]), int(centre[1])), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+            _paint_object(image, layer, colour, rng)
+            if rng.random() < 0.5:  # rim of a cup / plate
+                inner_axes = (max(1, int(axes[0] * 0.75)), max(1, int(axes[1] * 0.75)))
+                cv2.ellipse(
+                    image, (int(centre[0]), int(centre[1])), inner_axes, 0, 0, 360,
+                    (colour * 0.7).tolist(), max(1, short // 150), cv2.LINE_AA,
+                )  # fmt: skip
+        elif kind == "cable":
+            points = np.cumsum(rng.normal(0, 0.15 * short, size=(6, 2)), axis=0) + np.array(centre)
+            thickness = int(rng.integers(2, max(3, short // 40)))
+            layer = np.zeros((h, w), np.uint8)
+            cv2.polylines(layer, [points.astype(np.int32)], False, 255, thickness, cv2.LINE_AA)
+            _paint_object(image, layer, colour, rng, shadow=0.3)
+        else:
+            font = _FONTS[int(rng.integers(len(_FONTS)))]
+            scale = float(rng.uniform(0.3, 1.6) * short / 400)
+            x, y = int(centre[0]), int(centre[1])
+            for _line in range(int(rng.integers(1, 5))):
+                text = "".join(rng.choice(_TEXT_CHARS, size=int(rng.integers(3, 14))))
+                thickness = max(1, int(scale * 2))
+                cv2.putText(image, text, (x, y), font, scale, colour.tolist(), thickness, cv2.LINE_AA)
+                y += int(30 * scale) + 2
+    return image
+
+
+def _paint_object(
+    image: np.ndarray, layer: np.ndarray, colour: np.ndarray, rng: np.random.Generator, shadow: float = 0.45
+) -> None:
+    """Draw a filled shape with a soft drop shadow and a light-to-dark shading across it (in place)."""
+    ys, xs = np.nonzero(layer)
+    if ys.size == 0:
+        return
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    size = max(y1 - y0, x1 - x0)
+    pad = int(0.1 * size) + 3
+    y0, x0 = max(0, y0 - pad), max(0, x0 - pad)
+    y1, x1 = min(image.shape[0], y1 + pad), min(image.shape[1], x1 + pad)
+    alpha = layer[y0:y1, x0:x1].astype(np.float32) / 255.0
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    offset = (float(rng.uniform(-0.04, 0.04) * size), float(rng.uniform(0.01, 0.05) * size))
+    shifted = cv2.warpAffine(alpha, np.float32([[1, 0, offset[0]], [0, 1, offset[1]]]), alpha.shape[::-1])
+    soft = cv2.GaussianBlur(shifted, (0, 0), 0.03 * size + 1.0)
+    region *= (1.0 - shadow * soft)[..., None]
+    gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+    direction = rng.uniform(0, 2 * np.pi)
+    shading = 1.0 + rng.uniform(0.0, 0.25) * (np.cos(direction) * gx + np.sin(direction) * gy) / max(size, 1)
+    fill = colour[None, None, :] * shading[..., None]
+    alpha = cv2.GaussianBlur(alpha, (3, 3), 0)[..., None]
+    region += alpha * (fill - region)
+    image[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+
+
+def _random_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
+    """An RGB colour (float32 0..255) drawn in HSV so saturation and brightness stay plausible."""
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _smooth_noise(h: int, w: int, rng: np.random.Generator, cells: int) -> np.ndarray:
+    """Zero-mean smooth noise in about [-1, 1], ``cells`` blobs across the width (value noise)."""
+    cells_h = max(2, round(cells * h / max(w, 1)))
+    grid = rng.uniform(-1, 1, size=(cells_h + 1, cells + 1)).astype(np.float32)
+    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+# ============================================================================ scene parameters
+
+
+@dataclass
+class SceneParams:
+    """Distribution of simulated phone photos. ``(low, high)`` ranges are drawn uniformly.
+
+    Sizes are relative so one setting works at any output size: watch and distractor sizes are fractions of
+    the frame's shorter side; shadow and perspective are fractions of the watch size; defocus is a fraction
+    of the frame's longer side.
+    """
+
+    # --- frame
+    long_side_range: tuple[int, int] = (320, 640)  # output long side in pixels
+    aspect_ratios: tuple[tuple[int, int], ...] = ((4, 3), (3, 4), (1, 1), (16, 9))  # width:height choices
+    # --- watch geometry
+    watch_size_range: tuple[float, float] = (0.15, 0.70)  # longer side of the final box / shorter frame side
+    max_rotation_deg: float = 35.0  # in-plane tilt, uniform in +-max
+    perspective_jitter: float = 0.08  # each corner moves up to this fraction of the watch size (per axis)
+    # --- background
+    photo_background_prob: float = 0.7  # else procedural clutter (always procedural if no photos)
+    background_zoom_range: tuple[float, float] = (0.35, 1.0)  # crop size / largest crop of the frame aspect
+    background_defocus_prob: float = 0.5  # depth of field: the watch is in focus, the room is not
+    background_defocus_range: tuple[float, float] = (0.002, 0.008)  # Gaussian sigma / frame long side
+    # --- distractors (not watches), drawn under the watch
+    distractor_prob: float = 0.3  # chance of any; then 1..max_distractors
+    max_distractors: int = 2
+    distractor_size_range: tuple[float, float] = (0.12, 0.4)  # / shorter frame side
+    distractor_max_overlap: float = 0.1  # max part of the watch box a distractor may cover
+    # --- watch lighting and shadow
+    shadow_prob: float = 0.7
+    shadow_strength_range: tuple[float, float] = (0.25, 0.6)
+    shadow_offset_range: tuple[float, float] = (0.01, 0.06)  # / watch size
+    shadow_softness_range: tuple[float, float] = (0.02, 0.08)  # blur sigma / watch size
+    watch_light_range: tuple[float, float] = (0.7, 1.0)  # studio-bright watch dimmed to the room's light
+    ambient_tint_range: tuple[float, float] = (0.0, 0.25)  # how much the room's colour tints the watch
+    edge_feather_range: tuple[float, float] = (0.7, 1.6)  # alpha ramp width in output pixels
+    # --- camera
+    exposure_gain_range: tuple[float, float] = (0.35, 1.0)  # darker indoor light
+    color_cast: float = 0.15  # per-channel gains within +-this (warm/cool white balance errors)
+    gamma_range: tuple[float, float] = (0.8, 1.25)
+    vignette_range: tuple[float, float] = (0.0, 0.35)  # light fall-off in the corners
+    light_gradient_range: tuple[float, float] = (0.0, 0.3)  # one side of the room brighter
+    blur_prob: float = 0.5  # Gaussian defocus of the whole frame
+    blur_sigma_range: tuple[float, float] = (0.3, 1.3)  # pixels
+    motion_blur_prob: float = 0.15  # hand shake (replaces the Gaussian blur when drawn)
+    motion_blur_length_range: tuple[int, int] = (3, 9)  # pixels
+    noise_sigma_range: tuple[float, float] = (1.0, 5.0)  # 8-bit levels at gain 1, grows as 1/sqrt(gain)
+    jpeg_quality_range: tuple[int, int] = (45, 85)
+
+
+@dataclass
+class Scene:
+    """A simulated photo: ``image`` (RGB uint8), ``mask`` (HxW bool, pixels where the pasted watch's alpha
+    is >= 0.5), ``box`` (``BoundingBox.from_mask(mask)``: the exact pasted watch, not an estimate) and
+    ``params`` (everything drawn, for debugging and for filtering, e.g. ``params["catalog_status"]``)."""
+
+    image: np.ndarray
+    box: BoundingBox
+    mask: np.ndarray
+    params: dict[str, Any]
+
+
+# ============================================================================ simulator
+
+
+class PhotoSimulator:
+    """Render phone-photo-like scenes of a catalogue watch.
+
+    ``backgrounds``: photos to place the watch in; ``None`` means :func:`builtin_backgrounds`, an empty list
+    means procedural clutter only. ``seed`` seeds the simulator's own generator, used when ``__call__`` gets no
+    ``rng``; the same seed (or the same ``rng`` state) and inputs give the same scene.
+    """
+
+    def __init__(
+        self,
+        backgrounds: Sequence[np.ndarray] | None = None,
+        params: SceneParams | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if backgrounds is None:
+            self.backgrounds = builtin_backgrounds()
+        else:
+            self.backgrounds = [_as_rgb_u8(b) for b in backgrounds]
+        self.params = params if params is not None else SceneParams()
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, catalog_img: np.ndarray, rng: np.random.Generator | None = None) -> Scene:
+        rng = self._rng if rng is None else rng
+        catalog_img = _as_rgb_u8(catalog_img)
+        p = self.params
+        info: dict[str, Any] = {}
+        segmentation = segment_product(catalog_img)
+        info["catalog_status"] = segmentation.status
+
+        aspect = p.aspect_ratios[int(rng.integers(len(p.aspect_ratios)))]
+        long_side = int(rng.integers(p.long_side_range[0], p.long_side_range[1] + 1))
+        if aspect[0] >= aspect[1]:
+            width, height = long_side, max(16, round(long_side * aspect[1] / aspect[0]))
+        else:
+            width, height = max(16, round(long_side * aspect[0] / aspect[1])), long_side
+        info.update(width=width, height=height, aspect=aspect)
+
+        frame = self._background(height, width, rng, info)
+        placement = _plan_watch(segmentation.mask, height, width, p, rng, info)
+        self._add_distractors(frame, placement.predicted_box, rng, info)
+        mask = _paste_watch(frame, catalog_img, segmentation.mask, placement, p, rng, info)
+        image = _camera(frame, p, rng, info)
+        return Scene(image=image, box=BoundingBox.from_mask(mask), mask=mask, params=info)
+
+    # ------------------------------------------------------------------ background
+    def _background(self, h: int, w: int, rng: np.random.Generator, info: dict[str, Any]) -> np.ndarray:
+        p = self.params
+        if self.backgrounds and rng.random() < p.photo_background_prob:
+            index = int(rng.integers(len(self.backgrounds)))
+            frame = _random_crop_resized(self.backgrounds[index], h, w, p.background_zoom_range, rng)
+            if _is_grey(frame):  # grey sample photos (gravel, brick...) get a plausible colour
+                frame = np.clip(frame * _random_tint(rng, 0.25), 0, 255).astype(np.uint8)
+            info["background"] = f"photo:{index}"
+        else:
+            frame = procedural_clutter(h, w, rng)
+            info["background"] = "procedural"
+        if rng.random() < p.background_defocus_prob:
+            sigma = float(rng.uniform(*p.background_defocus_range) * max(h, w))
+            frame = cv2.GaussianBlur(frame, (0, 0), sigma)
+            info["background_defocus_sigma"] = sigma
+        return frame
+
+    # ------------------------------------------------------------------ distractors
+    def _add_distractors(
+        self, frame: np.ndarray, watch_box: BoundingBox, rng: np.random.Generator, info: dict[str, Any]
+    ) -> None:
+        """Paint 1..N non-watch objects (blobs, boxes, photo cut-outs) away from the watch, in place."""
+        p = self.params
+        drawn: list[str] = []
+        if p.max_distractors > 0 and rng.random() < p.distractor_prob:
+            h, w = frame.shape[:2]
+            short = min(h, w)
+            for _ in range(int(rng.integers(1, p.max_distractors + 1))):
+                kinds = ["blob", "box"] + (["patch"] if self.backgrounds else [])
+                kind = kinds[int(rng.integers(len(kinds)))]
+                size = float(rng.uniform(*p.distractor_size_range) * short)
+                aspect = float(rng.uniform(0.4, 1.0))
+                dw, dh = (size, size * aspect) if rng.random() < 0.5 else (size * aspect, size)
+                position = _free_position(dw, dh, w, h, watch_box, p.distractor_max_overlap, rng)
+                if position is None:
+                    continue
+                x0, y0 = position
+                rw, rh = max(4, int(dw)), max(4, int(dh))
+                alpha = _random_shape_alpha(rh, rw, kind, rng)
+                if kind == "patch":
+                    source = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+                    colours = _random_crop_resized(source, rh, rw, (0.1, 0.4), rng).astype(np.float32)
+                else:
+                    colour = _random_colour(rng, saturation=(0.2, 0.9), value=(0.2, 0.95))
+                    gy, gx = np.mgrid[0:rh, 0:rw].astype(np.float32)
+                    shading = 1.15 - 0.3 * (gx / rw * 0.5 + gy / rh * 0.5)
+                    colours = colour[None, None, :] * shading[..., None]
+                _composite_with_shadow(frame, int(x0), int(y0), colours, alpha, rng, strength=0.35)
+                drawn.append(kind)
+        info["distractors"] = drawn
+
+
+# ---------------------------------------------------------------------------- watch placement
+
+
+@dataclass
+class _Placement:
+    source_box: BoundingBox  # product box in the catalogue image
+    homography: np.ndarray  # catalogue pixel -> output pixel
+    scale: float  # output pixels per catalogue pixel (about)
+    predicted_box: BoundingBox  # box of the warped outline, before rasterisation
+
+
+def _plan_watch(
+    mask: np.ndarray, h: int, w: int, p: SceneParams, rng: np.random.Generator, info: dict[str, Any]
+) -> _Placement:
+    """Choose rotation, perspective, size and position so the *final* box has the drawn size and fits."""
+    source_box = BoundingBox.from_mask(mask)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float32)
+    # Pixel centres -> pixel corners, so the predicted extent matches the rasterised mask.
+    outline = (outline[:, None, :] + np.float32([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])).reshape(-1, 2)
+
+    cx, cy = source_box.center
+    cx, cy = cx - 0.5, cy - 0.5  # pixel-centre coordinates, as warpPerspective uses
+    corners = np.float32(
+        [
+            [source_box.x0 - 0.5, source_box.y0 - 0.5],
+            [source_box.x1 - 0.5, source_box.y0 - 0.5],
+            [source_box.x1 - 0.5, source_box.y1 - 0.5],
+            [source_box.x0 - 0.5, source_box.y1 - 0.5],
+        ]
+    )
+    angle = float(rng.uniform(-p.max_rotation_deg, p.max_rotation_deg))
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    rotation = np.float32([[cos, -sin], [sin, cos]])
+    longer = max(source_box.width, source_box.height)
+    jitter = rng.uniform(-p.perspective_jitter, p.perspective_jitter, size=(4, 2)) * longer
+    target = (corners - np.float32([cx, cy])) @ rotation.T + jitter.astype(np.float32)
+    unit_homography = cv2.getPerspectiveTransform(corners, target.astype(np.float32)).astype(np.float64)
+
+    warped = cv2.perspectiveTransform(outline[None].astype(np.float64), unit_homography)[0]
+    low, high = warped.min(axis=0), warped.max(axis=0)
+    extent = high - low
+    watch_size = float(rng.uniform(*p.watch_size_range) * min(h, w))
+    scale = watch_size / float(extent.max())
+    # Keep the whole box inside the frame with one pixel to spare for rasterisation.
+    tx = _uniform_or_centre(rng, 1.0 - scale * low[0], w - 1.0 - scale * high[0])
+    ty = _uniform_or_centre(rng, 1.0 - scale * low[1], h - 1.0 - scale * high[1])
+    homography = np.array([[scale, 0, tx], [0, scale, ty], [0, 0, 1]]) @ unit_homography
+    predicted = BoundingBox(
+        scale * low[0] + tx + 0.5, scale * low[1] + ty + 0.5, scale * high[0] + tx + 0.5, scale * high[1] + ty + 0.5
+    )
+    info.update(
+        rotation_deg=angle,
+        watch_size=watch_size,
+        watch_scale=scale,
+        perspective_jitter=jitter.round(2).tolist(),
+        predicted_box=predicted.as_list(),
+    )
+    return _Placement(source_box, homography, scale, predicted)
+
+
+def _paste_watch(
+    frame: np.ndarray,
+    catalog: np.ndarray,
+    product: np.ndarray,
+    placement: _Placement,
+    p: SceneParams,
+    rng: np.random.Generator,
+    info: dict[str, Any],
+) -> np.ndarray:
+    """Warp the product (with shadow and lighting) into ``frame`` in place; return the full-frame mask."""
+    h, w = frame.shape[:2]
+    box = placement.predicted_box
+    size = max(box.width, box.height)
+    has_shadow = rng.random() < p.shadow_prob
+    shadow_offset = float(rng.uniform(*p.shadow_offset_range) * size) if has_shadow else 0.0
+    shadow_sigma = float(rng.uniform(*p.shadow_softness_range) * size) if has_shadow else 0.0
+    margin = math.ceil(shadow_offset + 3 * shadow_sigma + 3)
+    rx0, ry0 = max(0, int(box.x0) - margin), max(0, int(box.y0) - margin)
+    rx1, ry1 = min(w, math.ceil(box.x1) + margin), min(h, math.ceil(box.y1) + margin)
+    roi_w, roi_h = rx1 - rx0, ry1 - ry0
+
+    # Crop the catalogue image around the product (cheaper warps) and push product colours one pixel
+    # outwards so the white studio background never bleeds in as a bright halo along the edge.
+    sb = placement.source_box
+    sx0, sy0 = max(0, int(sb.x0) - 2), max(0, int(sb.y0) - 2)
+    sx1, sy1 = min(catalog.shape[1], int(sb.x1) + 2), min(catalog.shape[0], int(sb.y1) + 2)
+    source = catalog[sy0:sy1, sx0:sx1]
+    source_mask = product[sy0:sy1, sx0:sx1]
+    if not source_mask.all():
+        interior = cv2.erode(source_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        darker = cv2.erode(source, np.ones((3, 3), np.uint8))
+        source = np.where(interior[..., None], source, darker)
+    alpha_source = source_mask.astype(np.float32)
+    to_source = np.array([[1.0, 0, sx0], [0, 1.0, sy0], [0, 0, 1]])
+    to_roi = np.array([[1.0, 0, -rx0], [0, 1.0, -ry0], [0, 0, 1]])
+    homography = to_roi @ placement.homography @ to_source
+
+    scale = placement.scale
+    if scale < 0.75:  # shrinking: pre-filter with area averaging, a warp alone would alias
+        small_w = max(2, round(source.shape[1] * scale))
+        small_h = max(2, round(source.shape[0] * scale))
+        fx, fy = source.shape[1] / small_w, source.shape[0] / small_h
+        source = cv2.resize(source, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        alpha_source = cv2.resize(alpha_source, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        homography = homography @ np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+        interpolation = cv2.INTER_LINEAR
+    else:  # enlarging a 128 px catalogue image: bicubic keeps dial details crisp
+        interpolation = cv2.INTER_CUBIC
+    watch = cv2.warpPerspective(
+        source, homography, (roi_w, roi_h), flags=interpolation, borderMode=cv2.BORDER_REPLICATE
+    ).astype(np.float32)
+    alpha = cv2.warpPerspective(
+        alpha_source, homography, (roi_w, roi_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+    # Linear interpolation of an enlarged binary mask gives an edge ramp ~scale pixels wide; re-shape it
+    # to a drawn feather width around the same 0.5 contour (so the mask and box do not depend on it).
+    feather = float(rng.uniform(*p.edge_feather_range))
+    alpha = np.clip((alpha - 0.5) * (max(scale, 1.0) / feather) + 0.5, 0.0, 1.0)
+    roi_mask = alpha >= 0.5
+
+    background = frame[ry0:ry1, rx0:rx1].astype(np.float32)
+    if has_shadow:
+        direction = float(rng.uniform(0, 2 * np.pi))
+        dx, dy = shadow_offset * math.cos(direction), shadow_offset * math.sin(direction)
+        shifted = cv2.warpAffine(alpha, np.float32([[1, 0, dx], [0, 1, dy]]), (roi_w, roi_h))
+        cast = cv2.GaussianBlur(shifted, (0, 0), max(shadow_sigma, 0.5))
+        contact = cv2.GaussianBlur(alpha, (0, 0), 0.01 * size + 0.7)
+        strength = float(rng.uniform(*p.shadow_strength_range))
+        shade = 1.0 - np.clip(strength * cast + 0.5 * strength * contact, 0.0, 0.9)
+        background *= shade[..., None]
+        info.update(shadow_strength=strength, shadow_offset=shadow_offset, shadow_sigma=shadow_sigma)
+
+    # Relight the studio-lit watch for the room: dimmer, and tinted by the surrounding colours.
+    light = float(rng.uniform(*p.watch_light_range))
+    tint_amount = float(rng.uniform(*p.ambient_tint_range))
+    surround = background.reshape(-1, 3).mean(axis=0)
+    tint = surround / max(float(surround.mean()), 1.0)
+    gains = light * ((1.0 - tint_amount) + tint_amount * tint)
+    watch *= gains.astype(np.float32)
+    composite = background + alpha[..., None] * (watch - background)
+    frame[ry0:ry1, rx0:rx1] = np.clip(composite, 0, 255).astype(np.uint8)
+    info.update(watch_light=light, ambient_tint=tint_amount, edge_feather=feather)
+
+    mask = np.zeros((h, w), dtype=bool)
+    mask[ry0:ry1, rx0:rx1] = roi_mask
+    return mask
+
+
+# ---------------------------------------------------------------------------- camera
+
+
+def _camera(frame: np.ndarray, p: SceneParams, rng: np.random.Generator, info: dict[str, Any]) -> np.ndarray:
+    """Optics (blur), sensor (uneven light, exposure, white balance, noise) and phone processing (gamma,
+    JPEG), applied to the whole frame so the watch and the room share them."""
+    h, w = frame.shape[:2]
+    if rng.random() < p.motion_blur_prob:
+        length = int(rng.integers(p.motion_blur_length_range[0], p.motion_blur_length_range[1] + 1))
+        kernel = np.zeros((length, length), np.float32)
+        kernel[length // 2, :] = 1.0
+        angle = float(rng.uniform(0, 180))
+        rotate = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1.0)
+        kernel = cv2.warpAffine(kernel, rotate, (length, length))
+        frame = cv2.filter2D(frame, -1, kernel / max(float(kernel.sum()), 1e-6))
+        info.update(motion_blur_length=length, motion_blur_angle=angle)
+    elif rng.random() < p.blur_prob:
+        sigma = float(rng.uniform(*p.blur_sigma_range))
+        frame = cv2.GaussianBlur(frame, (0, 0), sigma)
+        info["blur_sigma"] = sigma
+
+    # Illumination field: vignetting + a gradient from a random side, computed coarse and upsampled.
+    gh, gw = 9, 9
+    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    gy, gx = gy / (gh - 1) * 2 - 1, gx / (gw - 1) * 2 - 1
+    vignette = float(rng.uniform(*p.vignette_range))
+    gradient = float(rng.uniform(*p.light_gradient_range))
+    direction = float(rng.uniform(0, 2 * np.pi))
+    field = (1.0 - vignette * (gx**2 + gy**2) / 2) * (
+        1.0 + gradient * (math.cos(direction) * gx + math.sin(direction) * gy) / 2
+    )
+    field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    exposure = float(rng.uniform(*p.exposure_gain_range))
+    cast = _random_tint(rng, p.color_cast)
+    gains = (exposure * cast).astype(np.float32)
+    image = cv2.multiply(frame.astype(np.float32), cv2.merge([field * g for g in gains]))
+
+    # Sensor noise, stronger when the light is low (more analogue gain), spatially correlated like the
+    # demosaiced and denoised noise of a phone (drawn at half resolution, also twice as fast).
+    noise_sigma = float(rng.uniform(*p.noise_sigma_range) / math.sqrt(exposure))
+    noise = rng.standard_normal((max(1, h // 2), max(1, w // 2), 3), dtype=np.float32)
+    noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_LINEAR)
+    image += noise * np.float32(noise_sigma * 1.6)  # bilinear upsampling loses about 1/1.6 of the std
+    image = np.clip(image, 0, 255).astype(np.uint8)
+
+    gamma = float(rng.uniform(*p.gamma_range))
+    table = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma), 0, 255).astype(np.uint8)
+    image = cv2.LUT(image, table)
+
+    quality = int(rng.integers(p.jpeg_quality_range[0], p.jpeg_quality_range[1] + 1))
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if ok:
+        image = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    info.update(
+        exposure=exposure,
+        color_cast=cast.round(3).tolist(),
+        vignette=vignette,
+        light_gradient=gradient,
+        noise_sigma=noise_sigma,
+        gamma=gamma,
+        jpeg_quality=quality,
+    )
+    return image
+
+
+def simulate_photo(
+    catalog_img: np.ndarray,
+    rng: np.random.Generator,
+    backgrounds: Sequence[np.ndarray] | None = None,
+    params: SceneParams | None = None,
+) -> Scene:
+    """One-off :class:`PhotoSimulator` call (reuse a simulator in loops: it validates backgrounds once)."""
+    return PhotoSimulator(backgrounds=backgrounds, params=params)(catalog_img, rng)
+
+
+# ============================================================================ helpers
+
+
+def _as_rgb_u8(img: np.ndarray) -> np.ndarray:
+    """Accept RGB, RGBA or grey uint8; anything else is a caller bug (e.g. float or BGR-from-disk confusion
+    cannot be detected, but dtype and shape can)."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got {img.dtype}")
+    if img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=2)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return np.ascontiguousarray(img[..., :3])
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    raise ValueError(f"expected an HxWx3 RGB image, got shape {img.shape}")
+
+
+def _is_grey(img: np.ndarray) -> bool:
+    sample = img[::8, ::8].astype(np.int16)
+    return bool(np.abs(sample - sample.mean(axis=2, keepdims=True)).max() <= 2)
+
+
+def _random_tint(rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Per-channel gains: half the time a warm/cool white-balance error, else independent per channel."""
+    if rng.random() < 0.5:
+        temperature = rng.uniform(-amount, amount)
+        gains = np.array([1 + temperature, 1.0, 1 - temperature])
+    else:
+        gains = 1 + rng.uniform(-amount, amount, size=3)
+    return gains.astype(np.float32)
+
+
+def _uniform_or_centre(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high)) if high > low else (low + high) / 2
+
+
+def _random_crop_resized(
+    source: np.ndarray, h: int, w: int, zoom_range: tuple[float, float], rng: np.random.Generator
+) -> np.ndarray:
+    """A random crop of ``source`` with the aspect of ``w x h``, resized to it, randomly mirrored."""
+    sh, sw = source.shape[:2]
+    aspect = w / h
+    crop_w = min(float(sw), sh * aspect)
+    zoom = float(rng.uniform(*zoom_range))
+    crop_w = max(8.0, crop_w * zoom)
+    crop_h = max(8.0, crop_w / aspect)
+    crop_w, crop_h = min(crop_w, sw), min(crop_h, sh)
+    x0 = int(rng.uniform(0, sw - crop_w + 1e-6))
+    y0 = int(rng.uniform(0, sh - crop_h + 1e-6))
+    crop = source[y0 : y0 + int(crop_h), x0 : x0 + int(crop_w)]
+    interpolation = cv2.INTER_AREA if crop.shape[1] > w else cv2.INTER_LINEAR
+    crop = cv2.resize(crop, (w, h), interpolation=interpolation)
+    return crop[:, ::-1].copy() if rng.random() < 0.5 else crop
+
+
+def _free_position(
+    dw: float, dh: float, w: int, h: int, avoid: BoundingBox, max_overlap: float, rng: np.random.Generator
+) -> tuple[float, float] | None:
+    """Top-left corner for a ``dw x dh`` object covering at most ``max_overlap`` of ``avoid``, or None."""
+    for _ in range(20):
+        x0 = float(rng.uniform(-0.2 * dw, w - 0.8 * dw))
+        y0 = float(rng.uniform(-0.2 * dh, h - 0.8 * dh))
+        candidate = BoundingBox(x0, y0, x0 + dw, y0 + dh)
+        overlap = candidate.clip(w, h)._intersection_area(avoid)
+        if overlap <= max_overlap * max(avoid.area, 1.0):
+            return x0, y0
+    return None
+
+
+def _random_shape_alpha(h: int, w: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Soft-edged alpha of a random blob, rounded box or cut-out shape filling roughly ``h x w``."""
+    layer = np.zeros((h, w), np.uint8)
+    if kind == "box":
+        inset = 0.05
+        corners = np.float32([[inset * w, inset * h], [(1 - inset) * w, inset * h], [(1 - inset) * w, (1 - inset) * h]])
+        corners = np.vstack([corners, [[inset * w, (1 - inset) * h]]])
+        corners += rng.uniform(-0.04, 0.04, size=corners.shape) * np.float32([w, h])
+        cv2.fillPoly(layer, [corners.astype(np.int32)], 255, cv2.LINE_AA)
+    else:
+        count = int(rng.integers(6, 11))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, size=count))
+        radii = rng.uniform(0.6, 1.0, size=count)
+        points = np.stack(
+            [w / 2 + 0.48 * w * radii * np.cos(angles), h / 2 + 0.48 * h * radii * np.sin(angles)], axis=1
+        )
+        cv2.fillPoly(layer, [points.astype(np.int32)], 255, cv2.LINE_AA)
+        layer = cv2.GaussianBlur(layer, (0, 0), 0.03 * min(h, w) + 0.5)
+        layer = np.where(layer > 127, 255, layer * 2).astype(np.uint8) if kind == "blob" else layer
+    return layer.astype(np.float32) / 255.0
+
+
+def _composite_with_shadow(
+    frame: np.ndarray,
+    x0: int,
+    y0: int,
+    colours: np.ndarray,
+    alpha: np.ndarray,
+    rng: np.random.Generator,
+    strength: float,
+) -> None:
+    """Alpha-blend ``colours`` at ``(x0, y0)`` over ``frame`` (clipped to it) with a soft drop shadow."""
+    h, w = frame.shape[:2]
+    oh, ow = alpha.shape
+    pad = int(0.15 * max(oh, ow)) + 2
+    canvas_alpha = np.zeros((oh + 2 * pad, ow + 2 * pad), np.float32)
+    canvas_alpha[pad : pad + oh, pad : pad + ow] = alpha
+    canvas_colour = np.zeros((*canvas_alpha.shape, 3), np.float32)
+    canvas_colour[pad : pad + oh, pad : pad + ow] = colours
+    size = max(oh, ow)
+    shift = rng.uniform(-0.05, 0.05, size=2) * size
+    shadow = cv2.warpAffine(
+        canvas_alpha, np.float32([[1, 0, shift[0]], [0, 1, abs(shift[1])]]), canvas_alpha.shape[::-1]
+    )
+    shadow = cv2.GaussianBlur(shadow, (0, 0), 0.04 * size + 1.0)
+    fx0, fy0 = x0 - pad, y0 - pad
+    cx0, cy0 = max(0, -fx0), max(0, -fy0)
+    cx1 = min(canvas_alpha.shape[1], w - fx0)
+    cy1 = min(canvas_alpha.shape[0], h - fy0)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    region = frame[fy0 + cy0 : fy0 + cy1, fx0 + cx0 : fx0 + cx1].astype(np.float32)
+    a = canvas_alpha[cy0:cy1, cx0:cx1, None]
+    region *= 1.0 - strength * shadow[cy0:cy1, cx0:cx1, None]
+    region += a * (canvas_colour[cy0:cy1, cx0:cx1] - region)
+    frame[fy0 + cy0 : fy0 + cy1, fx0 + cx0 : fx0 + cx1] = np.clip(region, 0, 255).astype(np.uint8)

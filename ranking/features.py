@@ -1,0 +1,133 @@
+"""Pooled, L2-normalised feature vectors from the backbone: the embedding FAISS searches over.
+
+Both sides of a comparison (catalogue photo and user photo) go through exactly this code, so anything that
+changes the vectors (size, pooling, light normalisation) is part of the embedding signature an index records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ranking.backbone import get_spec, resolve_device, shared_backbone
+
+POOLINGS = ("gap", "gem")
+
+
+def gem(features: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised-mean pooling: between average (p=1) and max (p=inf); favours the watch over flat background."""
+    return features.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+
+
+def pool(features: torch.Tensor, pooling: str, gem_p: float = 3.0) -> torch.Tensor:
+    if pooling == "gap":
+        return features.mean(dim=(-2, -1))
+    if pooling == "gem":
+        return gem(features, gem_p)
+    raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+
+
+def normalise_light(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Percentile white balance: maps each channel's bright end to white and the dark end to black.
+
+    Phone photos are darker and colour-cast; catalogue shots on white are nearly unchanged by this, so applying
+    it to both sides moves queries towards the catalogue's look without learning anything.
+    """
+    pixels = image.reshape(-1, 3).astype(np.float32)
+    top = np.percentile(pixels, high, axis=0)
+    bottom = float(np.percentile(pixels.min(axis=1), low))
+    scale = 255.0 / np.maximum(top - bottom, 16.0)
+    out = (image.astype(np.float32) - bottom) * scale
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def square_pad(image: np.ndarray, value: int = 255) -> np.ndarray:
+    """Pad to a square (white, like catalogue backgrounds) so resizing never distorts the watch's shape."""
+    h, w = image.shape[:2]
+    if h == w:
+        return image
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return cv2.copyMakeBorder(
+        image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=(value,) * 3
+    )
+
+
+class Embedder:
+    """Batched image -> vector, with the preprocessing the index was built with.
+
+    Images are RGB uint8 arrays of any size. ``embed`` returns float32 rows of unit length, so inner product is
+    cosine similarity.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite2",
+        image_size: int = 260,
+        pooling: str = "gem",
+        gem_p: float = 3.0,
+        light_norm: bool = True,
+        device: str = "auto",
+        batch_size: int = 32,
+        model: nn.Module | None = None,
+    ) -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+        self.spec = get_spec(backbone)
+        self.image_size = image_size
+        self.pooling = pooling
+        self.gem_p = gem_p
+        self.light_norm = light_norm
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.model = (model if model is not None else shared_backbone(backbone)).to(self.device).eval()
+        self.dim = self.spec.feature_dim
+        self._mean = np.asarray(self.spec.mean, np.float32) * 255.0
+        self._inv_std = 1.0 / (np.asarray(self.spec.std, np.float32) * 255.0)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 HxWx3 -> normalised float32 3xSxS."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB image HxWx3, got shape {image.shape}")
+        square = square_pad(image)
+        side = square.shape[0]
+        interpolation = cv2.INTER_AREA if side > self.image_size else cv2.INTER_CUBIC
+        resized = cv2.resize(square, (self.image_size, self.image_size), interpolation=interpolation)
+        if self.light_norm:
+            resized = normalise_light(resized)
+        tensor = (resized.astype(np.float32) - self._mean) * self._inv_std
+        return np.ascontiguousarray(tensor.transpose(2, 0, 1))
+
+    def batch_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.preprocess(image) for image in images])).to(self.device)
+
+    @torch.inference_mode()
+    def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map (N, 1280, S/32, S/32): shared with the crop head."""
+        return self.model.forward_features(batch)
+
+    @torch.inference_mode()
+    def vectors_from_maps(self, maps: torch.Tensor) -> np.ndarray:
+        pooled = pool(maps, self.pooling, self.gem_p)
+        return F.normalize(pooled, dim=1).float().cpu().numpy()
+
+    def embed(self, images: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Unit-length float32 vectors, one row per image, in batches of ``batch_size``."""
+        out = np.zeros((len(images), self.dim), np.float32)
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.vectors_from_maps(self.feature_maps(self.batch_tensor(chunk)))
+            if progress is not None:
+                progress(len(chunk))
+        return out
+
+    @torch.inference_mode()
+    def classify(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """ImageNet-1k logits: proves the weights are the real pretrained ones (a cat is a cat)."""
+        batch = self.batch_tensor(images)
+        return self.model.forward_head(self.model.forward_features(batch)).float().cpu().numpy()

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tiefwatch.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_index_then_search_json_contract(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = str(tmp_path / "ws")
+    sets = [arg for item in fast_overrides for arg in ("--set", item)]
+    code, out, _ = _run(capsys, "--workspace", ws, *sets, "index", str(catalog_dir), "--format", "json")
+    assert code == 0 and json.loads(out)["total"] == 6
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    sheet = tmp_path / "sheet.jpg"
+    code, out, err = _run(
+        capsys, "-w", ws, "search", str(catalog_dir / "w2.png"), str(tmp_path / "bad.jpg"),
+        "-k", "4", "--format", "json", "--sheet", str(sheet),
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)  # stdout holds the JSON and nothing else
+    assert [item["query"] for item in data] == [str(catalog_dir / "w2.png"), str(tmp_path / "bad.jpg")]
+    first = data[0]
+    assert set(first) >= {"query", "box", "results"} and first["box"] is None
+    assert [r["rank"] for r in first["results"]] == [1, 2, 3, 4]
+    assert Path(first["results"][0]["path"]) == (catalog_dir / "w2.png").resolve()
+    scores = [r["score"] for r in first["results"]]
+    assert scores == sorted(scores, reverse=True) and all(isinstance(s, float) for s in scores)
+    assert "error" in data[1] and data[1]["results"] == []
+    assert "could not be read" in err
+    assert sheet.exists() and sheet.stat().st_size > 1000
+
+
+def test_search_csv_and_table(tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], capsys) -> None:
+    ws = str(tmp_path / "ws")
+    sets = [arg for item in fast_overrides for arg in ("--set", item)]
+    assert _run(capsys, "-w", ws, *sets, "index", str(catalog_dir))[0] == 0
+    code, out, _ = _run(capsys, "-w", ws, "search", str(catalog_dir / "w1.png"), "-k", "2", "--format", "csv")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0] == "query,rank,path,score" and len(lines) == 3
+    code, out, _ = _run(capsys, "-w", ws, "search", str(catalog_dir / "w1.png"), "-k", "2")
+    assert code == 0 and "w1.png" in out
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "-w", str(tmp_path / "empty"), "search", str(tmp_path))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "run `tiefwatch index" in err
+    code, _, err = _run(capsys, "-w", str(tmp_path), "--set", "search.k=many", "config")
+    assert code == 2 and "search.k must be an integer" in err
+
+
+def test_config_verb_prints_resolved_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "-w", str(tmp_path), "--set", "search.k=12", "config")
+    assert code == 0 and "k: 12" in out

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tiefwatch.config import Config, ConfigError, parse_override
+from tiefwatch.workspace import Workspace
+
+
+def test_defaults_round_trip_through_yaml(tmp_path: Path) -> None:
+    config = Config().merged(overrides=["search.k=7", "crop.min_confidence=0.25"])
+    config.save(tmp_path / "c.yaml")
+    loaded = Config.load(tmp_path / "c.yaml")
+    assert loaded == config and loaded.search.k == 7 and loaded.crop.min_confidence == 0.25
+
+
+def test_overrides_are_typed_and_unknown_keys_rejected() -> None:
+    assert parse_override("index.type=hnsw") == {"index": {"type": "hnsw"}}
+    assert Config().merged(overrides=["crop.enabled=false"]).crop.enabled is False
+    with pytest.raises(ConfigError, match="unknown config key 'search.kk'"):
+        Config().merged(overrides=["search.kk=3"])
+    with pytest.raises(ConfigError, match="must be an integer"):
+        Config().merged(overrides=["search.k=ten"])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("search.k")
+
+
+def test_workspace_layers_defaults_file_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace = Workspace(tmp_path / "ws")
+    workspace.save_config(Config().merged(overrides=["search.k=3", "rerank.top_k=50"]))
+    user = tmp_path / "user.yaml"
+    user.write_text("search:\n  k: 4\n")
+    config = workspace.load_config(user, ["rerank.top_k=20"])
+    assert (config.search.k, config.rerank.top_k) == (4, 20)
+    monkeypatch.setenv("TIEFWATCH_WORKSPACE", str(tmp_path / "env"))
+    assert Workspace().root == tmp_path / "env"
+
+
+def test_bad_yaml_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("search: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Config.load(path)

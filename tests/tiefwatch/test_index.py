@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import draw_watch
+from tiefwatch.images import save_image
+from tiefwatch.index import CatalogIndex, CatalogIndexError, index_catalog
+from tiefwatch.workspace import Workspace
+
+
+def _paths(workspace: Workspace) -> list[str]:
+    return [e.path for e in CatalogIndex.load(workspace.index_path).entries]
+
+
+def test_index_is_incremental(tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]) -> None:
+    workspace = Workspace(tmp_path / "ws")
+    config = workspace.load_config(overrides=fast_overrides)
+    first = index_catalog(catalog_dir, workspace, config)
+    assert (first.total, first.added, first.skipped) == (6, 6, [])
+    assert _paths(workspace) == ["sub/w5.png", "w0.png", "w1.png", "w2.png", "w3.png", "w4.png"]
+    before = CatalogIndex.load(workspace.index_path)
+
+    again = index_catalog(catalog_dir, workspace, config)
+    assert (again.added, again.updated, again.unchanged, again.removed) == (0, 0, 6, 0)
+
+    (catalog_dir / "w0.png").unlink()
+    save_image(catalog_dir / "w1.png", draw_watch(11))  # content changed
+    save_image(catalog_dir / "new.png", draw_watch(12))
+    os.utime(catalog_dir / "w2.png", (1, 1))  # touched only: content hash says unchanged
+    third = index_catalog(catalog_dir, workspace, config)
+    assert (third.added, third.updated, third.unchanged, third.removed, third.total) == (1, 1, 4, 1, 6)
+    after = CatalogIndex.load(workspace.index_path)
+    assert "w0.png" not in _paths(workspace) and "new.png" in _paths(workspace)
+    old, new = before.entries, after.entries
+    old_w1 = before.vectors[[e.path for e in old].index("w1.png")]
+    new_w1 = after.vectors[[e.path for e in new].index("w1.png")]
+    assert float(old_w1 @ new_w1) < 0.999  # re-embedded
+    old_w3 = before.vectors[[e.path for e in old].index("w3.png")]
+    np.testing.assert_array_equal(old_w3, after.vectors[[e.path for e in new].index("w3.png")])
+
+
+def test_corrupt_and_non_image_files_are_skipped_and_counted(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]
+) -> None:
+    (catalog_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (catalog_dir / "empty.png").write_bytes(b"")
+    workspace = Workspace(tmp_path / "ws")
+    summary = index_catalog(catalog_dir, workspace, workspace.load_config(overrides=fast_overrides))
+    assert summary.total == 6
+    assert sorted(summary.skipped) == ["broken.jpg", "empty.png"]
+    assert summary.as_dict()["skipped_count"] == 2
+
+
+def test_search_finds_the_indexed_image_itself(tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]) -> None:
+    from tiefwatch.search import search
+
+    workspace = Workspace(tmp_path / "ws")
+    config = workspace.load_config(overrides=fast_overrides)
+    index_catalog(catalog_dir, workspace, config)
+    results = search([catalog_dir / "w3.png", catalog_dir / "sub"], workspace=workspace, k=3, config=config)
+    assert [Path(r.results[0].path).name for r in results] == ["w3.png", "w5.png"]
+    assert results[0].results[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [hit.rank for hit in results[0].results] == [1, 2, 3]
+
+
+def test_interrupted_save_keeps_the_previous_index(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = Workspace(tmp_path / "ws")
+    config = workspace.load_config(overrides=fast_overrides)
+    index_catalog(catalog_dir, workspace, config)
+    save_image(catalog_dir / "extra.png", draw_watch(20))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index_catalog(catalog_dir, workspace, config)
+    monkeypatch.undo()
+    assert len(CatalogIndex.load(workspace.index_path)) == 6
+    assert not [p for p in workspace.index_path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_mismatched_settings_are_refused(tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]) -> None:
+    from tiefwatch.search import search
+
+    workspace = Workspace(tmp_path / "ws")
+    index_catalog(catalog_dir, workspace, workspace.load_config(overrides=fast_overrides))
+    other = workspace.load_config(overrides=[*fast_overrides, "backbone.pooling=gap"])
+    with pytest.raises(CatalogIndexError, match="pooling: index has 'gem', now 'gap'"):
+        search([catalog_dir / "w0.png"], workspace=workspace, config=other)
+    summary = index_catalog(catalog_dir, workspace, other)
+    assert summary.rebuilt_reason == "embedding settings changed" and summary.added == 6
+
+
+def test_garbage_index_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.npz"
+    path.write_bytes(b"not an index")
+    with pytest.raises(CatalogIndexError, match="unreadable index"):
+        CatalogIndex.load(path)
+    with pytest.raises(CatalogIndexError, match="run `tiefwatch index"):
+        CatalogIndex.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_index_types_save_and_reload(tmp_path: Path, kind: str) -> None:
+    from tiefwatch.config import Config
+    from tiefwatch.index import Entry
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(400, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    config = Config().merged(overrides=[f"index.type={kind}", "index.pq_m=16", "index.ivf_nprobe=64"])
+    entries = [Entry(f"{i}.jpg", 1, 1, "x") for i in range(400)]
+    index = CatalogIndex(tmp_path, entries, vectors, {"s": 1}, config)
+    index.save(tmp_path / "i.npz")
+    loaded = CatalogIndex.load(tmp_path / "i.npz")
+    _, rows = loaded.search(vectors[:50], 5)
+    hit_rate = float(np.mean(rows[:, 0] == np.arange(50)))
+    assert hit_rate >= 0.9, f"{kind} finds itself only {hit_rate:.0%} of the time"

@@ -1,0 +1,197 @@
+"""``tiefwatch`` command line: each verb is a thin entry over a library function.
+
+Global options come before the verb: ``tiefwatch --workspace DIR --set crop.enabled=false search photo.jpg``.
+Machine-readable output goes to stdout alone; progress and warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tiefwatch import __version__
+from tiefwatch.config import ConfigError
+from tiefwatch.workspace import Workspace
+
+log = logging.getLogger("tiefwatch")
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------- verbs
+def cmd_index(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.index import index_catalog
+
+    summary = index_catalog(
+        args.catalog, workspace=workspace, config=_config(args, workspace), show_progress=not args.quiet
+    )
+    if args.format == "json":
+        _print_json(summary.as_dict())
+    else:
+        print(
+            f"indexed {summary.total} images from {summary.root} in {summary.seconds:.1f}s "
+            f"({summary.added} new, {summary.updated} changed, {summary.unchanged} unchanged, "
+            f"{summary.removed} removed, {len(summary.skipped)} skipped) -> {summary.index_type} index"
+        )
+        if summary.rebuilt_reason:
+            print(f"rebuilt from scratch: {summary.rebuilt_reason}")
+        for rel in summary.skipped[:20]:
+            print(f"  skipped (unreadable): {rel}")
+        if len(summary.skipped) > 20:
+            print(f"  ... and {len(summary.skipped) - 20} more")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.search import search
+
+    results = search(
+        args.queries,
+        workspace=workspace,
+        k=args.k,
+        crop=not args.no_crop,
+        rerank=not args.no_rerank,
+        config=_config(args, workspace),
+        sheet=args.sheet,
+        show_progress=not args.quiet,
+    )
+    if args.format == "json":
+        _print_json([r.as_dict() for r in results])
+    elif args.format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["query", "rank", "path", "score"])
+        for result in results:
+            for hit in result.results:
+                writer.writerow([result.query, hit.rank, hit.path, f"{hit.score:.6f}"])
+        sys.stdout.write(buffer.getvalue())
+    else:
+        _print_results_table(results)
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        print(f"{failed} of {len(results)} queries could not be read", file=sys.stderr)
+    if args.sheet:
+        print(f"contact sheet: {args.sheet}", file=sys.stderr)
+    return 1 if failed == len(results) else 0
+
+
+def cmd_demo(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.demo import run_demo
+
+    run_demo(workspace, size=args.catalog_size, queries=args.queries, show_progress=not args.quiet)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, workspace: Workspace) -> int:
+    import yaml
+
+    print(yaml.safe_dump(_config(args, workspace).to_dict(), sort_keys=False), end="")
+    return 0
+
+
+# ---------------------------------------------------------------------------- plumbing
+def _config(args: argparse.Namespace, workspace: Workspace):
+    overrides = list(args.set or [])
+    if getattr(args, "device", None):
+        overrides.append(f"embed.device={args.device}")
+    return workspace.load_config(args.config, overrides)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _print_results_table(results: Sequence) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for result in results:
+        if result.error:
+            console.print(f"[red]{result.query}: {result.error}[/red]")
+            continue
+        framing = "whole image"
+        if result.box:
+            framing = f"box {result.box} (confidence {result.framing.confidence:.2f})"
+        elif result.framing is not None and result.framing.note:
+            framing = f"whole image ({result.framing.note})"
+        table = Table(title=f"{result.query} — {framing}", title_justify="left")
+        table.add_column("rank", justify="right")
+        table.add_column("score", justify="right")
+        table.add_column("catalogue photo")
+        for hit in result.results:
+            table.add_row(str(hit.rank), f"{hit.score:.3f}", hit.path)
+        console.print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tiefwatch", description="Find the catalogue watches most similar to a photo."
+    )
+    parser.add_argument("--version", action="version", version=f"tiefwatch {__version__}")
+    parser.add_argument("--workspace", "-w", help="state folder (default ./.tiefwatch or $TIEFWATCH_WORKSPACE)")
+    parser.add_argument("--config", "-c", help="YAML file merged over the defaults and the workspace config")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override one config value, e.g. search.k=20"
+    )
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the networks run")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("index", help="embed a catalogue folder into the workspace index (incremental)")
+    p.add_argument("catalog", type=Path, help="folder of catalogue photos (searched recursively)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(run=cmd_index)
+
+    p = verbs.add_parser("search", help="the most similar catalogue watches for each query photo")
+    p.add_argument("queries", nargs="+", help="image files or folders")
+    p.add_argument("-k", type=int, default=None, help="results per query (default: config search.k)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--sheet", type=Path, help="write a contact sheet (query, crop, results) to this image")
+    p.add_argument("--no-crop", action="store_true", help="embed the whole photo")
+    p.add_argument("--no-rerank", action="store_true", help="keep the FAISS order")
+    p.set_defaults(run=cmd_search)
+
+    p = verbs.add_parser("demo", help="the whole pipeline on a built-in catalogue of drawn watches")
+    p.add_argument("--catalog-size", type=int, default=240)
+    p.add_argument("--queries", type=int, default=6)
+    p.set_defaults(run=cmd_demo)
+
+    p = verbs.add_parser("config", help="print the resolved config")
+    p.set_defaults(run=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    workspace = Workspace(args.workspace)
+    run: Callable[[argparse.Namespace, Workspace], int] = args.run
+    try:
+        return run(args, workspace)
+    except (CliError, ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"tiefwatch {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""One configuration object for the whole pipeline.
+
+Defaults live in the dataclasses below; a user's YAML file and ``--set section.key=value`` flags are merged
+on top (timm-style). The resolved config is saved beside every index and model, so a result can always be
+traced back to the settings that made it, and a mismatched index is refused instead of returning garbage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tiefwatch.storage import write_text_atomic
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied; the message says which key and why."""
+
+
+@dataclass
+class BackboneConfig:
+    """The pretrained CNN that turns an image into a feature vector."""
+
+    name: str = "efficientnet_lite2"
+    image_size: int = 260
+    pooling: str = "gem"  # "gap" or "gem": measured in docs/benchmarks.md
+    gem_p: float = 3.0
+    light_norm: bool = True  # percentile white balance on both sides: phone photos are darker and tinted
+
+
+@dataclass
+class EmbedConfig:
+    """How images are pushed through the backbone."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 32
+    decode_workers: int = 2
+
+
+@dataclass
+class IndexConfig:
+    """The FAISS index over catalogue vectors."""
+
+    type: str = "auto"  # auto | flat | hnsw | ivfpq ; auto = flat below `auto_flat_below` items
+    auto_flat_below: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 128
+    ivf_nlist: int = 0  # 0 = about 4 * sqrt(N)
+    ivf_nprobe: int = 32
+    pq_m: int = 64
+    extensions: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp"])
+
+
+@dataclass
+class CropConfig:
+    """Finding the watch in a cluttered photo before embedding it."""
+
+    enabled: bool = True
+    model: str = ""  # path to a crop model; empty = the workspace's own, else the packaged default
+    min_confidence: float = 0.5  # below this the whole image is used, and the output says so
+    pad: float = 0.08  # relative padding around the box before squaring it
+
+
+@dataclass
+class RerankConfig:
+    """Re-ordering FAISS candidates with the triplet-trained similarity network."""
+
+    enabled: bool = True
+    top_k: int = 100
+    model: str = ""  # empty = the workspace's own, else the packaged default
+
+
+@dataclass
+class SearchConfig:
+    k: int = 10
+
+
+@dataclass
+class Config:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    seed: int = 0
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Config:
+        """Defaults updated by ``data``; unknown keys are an error, not silently ignored."""
+        config = cls()
+        if data:
+            _merge_into(config, data, prefix="")
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        return cls.from_dict(read_yaml(path))
+
+    def save(self, path: str | Path) -> None:
+        write_text_atomic(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def merged(self, data: dict[str, Any] | None = None, overrides: list[str] | None = None) -> Config:
+        """A copy with a nested dict and then ``key.sub=value`` strings applied."""
+        config = Config.from_dict(self.to_dict())
+        if data:
+            _merge_into(config, data, prefix="")
+        for item in overrides or []:
+            _merge_into(config, parse_override(item), prefix="")
+        return config
+
+    def embedding_signature(self) -> dict[str, Any]:
+        """What must match between an index and a query for their vectors to be comparable."""
+        b = self.backbone
+        return {
+            "backbone": b.name,
+            "image_size": b.image_size,
+            "pooling": b.pooling,
+            "gem_p": b.gem_p if b.pooling == "gem" else None,
+            "light_norm": b.light_norm,
+        }
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``"crop.min_confidence=0.3"`` -> ``{"crop": {"min_confidence": 0.3}}`` (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    key, raw = item.split("=", 1)
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def _merge_into(target: Any, data: dict[str, Any], prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown config key {name!r} (known: {', '.join(sorted(fields))})")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            _merge_into(current, value, prefix=f"{name}.")
+            continue
+        setattr(target, key, _coerce(name, current, value))
+
+
+def _coerce(name: str, current: Any, value: Any) -> Any:
+    """Keep each key's type: a typo like ``k=ten`` fails here, not deep inside FAISS."""
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if isinstance(current, int) and not isinstance(value, bool):
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if isinstance(current, str):
+        return "" if value is None else str(value)
+    if isinstance(current, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return value
+    return value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file not found: {path}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping")
+    return data

@@ -1,0 +1,310 @@
+"""The catalogue index: one vector per catalogue photo, the FAISS structure over them, and what made them.
+
+Saved as a single ``.npz`` written atomically, so an interrupted ``tiefwatch index`` leaves the previous index
+usable. Re-indexing is incremental: files whose size and mtime (or, failing that, content hash) are unchanged
+keep their vectors; deleted files are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from bbox.box import BoundingBox
+from tiefwatch import __version__
+from tiefwatch.config import Config
+from tiefwatch.images import ImageReadError, list_images, load_image
+from tiefwatch.pipeline import Framing, Pipeline
+from tiefwatch.progress import progress_bar
+from tiefwatch.storage import write_atomic
+from tiefwatch.vector_index import build_faiss_index, deserialize, index_kind, serialize
+from tiefwatch.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class CatalogIndexError(RuntimeError):
+    """An index that is missing, unreadable, or was built with other settings than the current ones."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One catalogue photo: where it is, how to tell whether it changed, and how it was framed."""
+
+    path: str  # relative to the catalogue root
+    size: int
+    mtime_ns: int
+    sha1: str
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass
+class IndexSummary:
+    """What an ``index`` run did; printed for people and as JSON for scripts."""
+
+    root: str
+    total: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[str] = field(default_factory=list)
+    rebuilt_reason: str = ""
+    index_type: str = ""
+    seconds: float = 0.0
+    embedded_per_second: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "skipped_count": len(self.skipped)}
+
+
+class CatalogIndex:
+    """Vectors, entries and the FAISS index, with the signature and config they were built with."""
+
+    def __init__(
+        self,
+        root: Path,
+        entries: list[Entry],
+        vectors: np.ndarray,
+        signature: dict[str, Any],
+        config: Config,
+        faiss_index: faiss.Index | None = None,
+        created: float | None = None,
+    ) -> None:
+        if len(entries) != len(vectors):
+            raise ValueError(f"{len(entries)} entries for {len(vectors)} vectors")
+        self.root = root
+        self.entries = entries
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.signature = signature
+        self.config = config
+        self.faiss_index = faiss_index if faiss_index is not None else build_faiss_index(self.vectors, config.index)
+        self.created = created or time.time()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def path_of(self, row: int) -> Path:
+        return self.root / self.entries[row].path
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (scores, rows) per query row; rows of -1 where the catalogue is smaller than k."""
+        k = max(1, min(k, len(self)))
+        scores, rows = self.faiss_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, rows
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Path) -> None:
+        meta = {
+            "format": FORMAT_VERSION,
+            "tiefwatch": __version__,
+            "root": str(self.root),
+            "signature": self.signature,
+            "config": self.config.to_dict(),
+            "created": self.created,
+            "index_type": index_kind(self.faiss_index),
+        }
+        boxes = np.array([e.box if e.box is not None else (np.nan,) * 4 for e in self.entries], np.float32).reshape(
+            -1, 4
+        )
+        arrays = {
+            "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+            "vectors": self.vectors,
+            "paths": np.array([e.path for e in self.entries], dtype=np.str_),
+            "sizes": np.array([e.size for e in self.entries], np.int64),
+            "mtimes": np.array([e.mtime_ns for e in self.entries], np.int64),
+            "sha1": np.array([e.sha1 for e in self.entries], dtype=np.str_),
+            "boxes": boxes,
+            "faiss": serialize(self.faiss_index),
+        }
+        write_atomic(path, lambda handle: np.savez(handle, **arrays))
+        self.config.save(path.with_suffix(".config.yaml"))
+
+    @classmethod
+    def load(cls, path: Path, config: Config | None = None) -> CatalogIndex:
+        """Load an index; ``config`` (the current one) supplies search-time knobs such as efSearch."""
+        if not path.exists():
+            raise CatalogIndexError(f"no index at {path}; run `tiefwatch index CATALOG_DIR` first")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                if meta.get("format") != FORMAT_VERSION:
+                    raise CatalogIndexError(f"{path}: index format {meta.get('format')} is not {FORMAT_VERSION}")
+                saved_config = Config.from_dict(meta["config"])
+                boxes = data["boxes"]
+                entries = [
+                    Entry(
+                        str(p),
+                        int(s),
+                        int(m),
+                        str(h),
+                        None if np.isnan(b[0]) else tuple(float(v) for v in b),  # type: ignore[arg-type]
+                    )
+                    for p, s, m, h, b in zip(
+                        data["paths"], data["sizes"], data["mtimes"], data["sha1"], boxes, strict=True
+                    )
+                ]
+                index_config = (config or saved_config).index
+                faiss_index = deserialize(data["faiss"], index_config)
+                vectors = data["vectors"]
+        except CatalogIndexError:
+            raise
+        except Exception as error:
+            raise CatalogIndexError(f"{path}: unreadable index ({error}); rebuild it with `tiefwatch index`") from error
+        return cls(Path(meta["root"]), entries, vectors, meta["signature"], saved_config, faiss_index, meta["created"])
+
+    def check_compatible(self, signature: dict[str, Any]) -> None:
+        """Refuse to compare vectors made differently: that would return confident garbage."""
+        differences = {
+            key: (self.signature.get(key), signature.get(key))
+            for key in sorted(set(self.signature) | set(signature))
+            if self.signature.get(key) != signature.get(key)
+        }
+        if differences:
+            listed = "; ".join(f"{k}: index has {a!r}, now {b!r}" for k, (a, b) in differences.items())
+            raise CatalogIndexError(
+                f"the index was built with other settings ({listed}); re-run `tiefwatch index` "
+                "or use the settings it was built with"
+            )
+
+
+# ---------------------------------------------------------------------- building
+def file_sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _decode(path: Path) -> np.ndarray | ImageReadError:
+    try:
+        return load_image(path)
+    except ImageReadError as error:
+        return error
+
+
+def build_index(
+    catalog_dir: Path,
+    pipeline: Pipeline,
+    index_path: Path,
+    previous: CatalogIndex | None = None,
+    show_progress: bool = True,
+) -> tuple[CatalogIndex, IndexSummary]:
+    """Index (or update the index of) every image under ``catalog_dir`` and save it atomically."""
+    started = time.perf_counter()
+    config = pipeline.config
+    root = catalog_dir.resolve()
+    summary = IndexSummary(root=str(root))
+    files = list_images(root, config.index.extensions)
+    signature = pipeline.signature()
+
+    reusable: dict[str, tuple[Entry, np.ndarray]] = {}
+    if previous is not None:
+        if previous.root != root:
+            summary.rebuilt_reason = f"catalogue folder changed from {previous.root}"
+        elif previous.signature != signature:
+            summary.rebuilt_reason = "embedding settings changed"
+        else:
+            reusable = {e.path: (e, previous.vectors[i]) for i, e in enumerate(previous.entries)}
+
+    kept: list[tuple[Entry, np.ndarray]] = []
+    to_embed: list[tuple[str, Path, int, int, str, bool]] = []
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        stat = path.stat()
+        old = reusable.get(rel)
+        if old is not None and old[0].size == stat.st_size and old[0].mtime_ns == stat.st_mtime_ns:
+            kept.append(old)
+            continue
+        sha1 = file_sha1(path)
+        if old is not None and old[0].sha1 == sha1:
+            entry = old[0]
+            kept.append((Entry(rel, stat.st_size, stat.st_mtime_ns, sha1, entry.box), old[1]))
+            continue
+        to_embed.append((rel, path, stat.st_size, stat.st_mtime_ns, sha1, old is not None))
+    summary.unchanged = len(kept)
+    present = {path.relative_to(root).as_posix() for path in files}
+    summary.removed = sum(1 for rel in reusable if rel not in present)
+
+    embedded: list[tuple[Entry, np.ndarray]] = []
+    embed_started = time.perf_counter()
+    batch = max(1, config.embed.batch_size)
+    with (
+        progress_bar("Embedding catalogue", total=len(to_embed), enabled=show_progress) as advance,
+        ThreadPoolExecutor(max_workers=max(1, config.embed.decode_workers)) as pool,
+    ):
+        # Decode the next batch in threads while the model runs on this one.
+        chunks = [to_embed[i : i + batch] for i in range(0, len(to_embed), batch)]
+        pending = pool.map(lambda chunk: [_decode(item[1]) for item in chunk], chunks)
+        for chunk, decoded in zip(chunks, pending, strict=True):
+            good = [(item, image) for item, image in zip(chunk, decoded, strict=True) if isinstance(image, np.ndarray)]
+            for item, image in zip(chunk, decoded, strict=True):
+                if not isinstance(image, np.ndarray):
+                    log.warning("skipped %s", image)
+                    summary.skipped.append(item[0])
+            if good:
+                vectors, framings = pipeline.embed_images([image for _, image in good])
+                for (item, _), vector, framing in zip(good, vectors, framings, strict=True):
+                    rel, _, size, mtime, sha1, existed = item
+                    embedded.append((Entry(rel, size, mtime, sha1, _box_tuple(framing)), vector))
+                    summary.updated += existed
+                    summary.added += not existed
+            advance(len(chunk))
+    embed_seconds = time.perf_counter() - embed_started
+
+    rows = sorted(kept + embedded, key=lambda pair: pair[0].path)
+    entries = [entry for entry, _ in rows]
+    dim = pipeline.embedder.dim
+    vectors = np.stack([vector for _, vector in rows]) if rows else np.zeros((0, dim), np.float32)
+    index = CatalogIndex(root, entries, vectors, signature, config)
+    index.save(index_path)
+    summary.total = len(entries)
+    summary.index_type = index_kind(index.faiss_index)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    if embedded:
+        summary.embedded_per_second = round(len(embedded) / max(embed_seconds, 1e-9), 2)
+    return index, summary
+
+
+def _box_tuple(framing: Framing) -> tuple[float, float, float, float] | None:
+    box: BoundingBox | None = framing.box
+    return None if box is None else (box.x0, box.y0, box.x1, box.y1)
+
+
+def index_catalog(
+    catalog_dir: str | Path,
+    workspace: Workspace | str | Path | None = None,
+    config: Config | None = None,
+    show_progress: bool = False,
+) -> IndexSummary:
+    """Library form of ``tiefwatch index``: embed new or changed photos, drop deleted ones, save atomically."""
+    from tiefwatch.models import load_cropper
+
+    workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    config = config or workspace.load_config()
+    catalog_dir = Path(catalog_dir)
+    if not catalog_dir.is_dir():
+        raise FileNotFoundError(f"catalogue folder not found: {catalog_dir}")
+    previous = None
+    if workspace.index_path.exists():
+        try:
+            previous = CatalogIndex.load(workspace.index_path, config)
+        except CatalogIndexError as error:
+            log.warning("previous index not reused: %s", error)
+    cropper = load_cropper(config, workspace) if config.crop.enabled else None
+    pipeline = Pipeline.from_config(config, cropper)
+    workspace.save_config(config)
+    _, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress)
+    return summary

@@ -1,0 +1,111 @@
+"""The query/catalogue path in one place: crop -> embed (-> re-rank, in search).
+
+Catalogue photos and user photos go through the same ``Pipeline.embed_images`` so both sides of a comparison
+are framed and normalised alike; the pipeline's ``signature`` is what an index records and checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from bbox.box import BoundingBox
+from ranking.backbone import weights_fingerprint
+from ranking.features import Embedder
+from tiefwatch.config import Config
+
+
+@dataclass(frozen=True)
+class CropPrediction:
+    box: BoundingBox
+    confidence: float
+
+
+class Cropper(Protocol):
+    """Anything that finds one watch per image (``bbox`` provides the trained regressor)."""
+
+    fingerprint: str
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[CropPrediction]: ...
+
+
+class Reranker(Protocol):
+    """Re-scores FAISS candidates for one query (``ranking`` provides the triplet-trained network)."""
+
+    fingerprint: str
+
+    def score(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How one image was framed before embedding: the box in original pixels, or None for the whole image."""
+
+    box: BoundingBox | None
+    confidence: float | None
+    note: str = ""
+
+    @property
+    def cropped(self) -> bool:
+        return self.box is not None
+
+
+class Pipeline:
+    """Holds the loaded models once, for any number of images."""
+
+    def __init__(self, config: Config, embedder: Embedder, cropper: Cropper | None = None) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.cropper = cropper if config.crop.enabled else None
+
+    @classmethod
+    def from_config(cls, config: Config, cropper: Cropper | None = None) -> Pipeline:
+        b, e = config.backbone, config.embed
+        embedder = Embedder(
+            backbone=b.name,
+            image_size=b.image_size,
+            pooling=b.pooling,
+            gem_p=b.gem_p,
+            light_norm=b.light_norm,
+            device=e.device,
+            batch_size=e.batch_size,
+        )
+        return cls(config, embedder, cropper)
+
+    def signature(self) -> dict[str, Any]:
+        """Everything that must match between an index and its queries."""
+        return {
+            **self.config.embedding_signature(),
+            "weights": weights_fingerprint(self.config.backbone.name),
+            "crop_model": self.cropper.fingerprint if self.cropper is not None else None,
+            "crop_pad": self.config.crop.pad if self.cropper is not None else None,
+        }
+
+    def frame(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[Framing]]:
+        """Crop each image to its watch; low-confidence boxes fall back to the whole image, and say so."""
+        if self.cropper is None:
+            return list(images), [Framing(None, None, "crop off") for _ in images]
+        predictions = self.cropper.predict(images)
+        crops, framings = [], []
+        threshold = self.config.crop.min_confidence
+        for image, prediction in zip(images, predictions, strict=True):
+            if prediction.confidence < threshold:
+                crops.append(image)
+                framings.append(
+                    Framing(None, prediction.confidence, f"low crop confidence {prediction.confidence:.2f}")
+                )
+                continue
+            h, w = image.shape[:2]
+            square = prediction.box.to_square(pad=self.config.crop.pad, w=w, h=h)
+            crops.append(square.crop(image))
+            framings.append(Framing(prediction.box, prediction.confidence))
+        return crops, framings
+
+    def embed_images(
+        self, images: Sequence[np.ndarray], progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, list[Framing]]:
+        crops, framings = self.frame(images)
+        return self.embedder.embed(crops, progress=progress), framings

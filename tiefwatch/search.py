@@ -1,0 +1,164 @@
+"""Search: crop the query, embed it, find FAISS candidates, re-rank them.
+
+``Searcher`` loads the index and models once for any number of queries; ``search`` is the one-call
+library form of ``tiefwatch search``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tiefwatch.config import Config
+from tiefwatch.images import ImageReadError, expand_queries, load_image
+from tiefwatch.index import CatalogIndex
+from tiefwatch.models import load_cropper, load_reranker
+from tiefwatch.pipeline import Framing, Pipeline, Reranker
+from tiefwatch.progress import progress_bar
+from tiefwatch.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hit:
+    rank: int
+    path: str
+    score: float
+    faiss_score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "path": self.path,
+            "score": round(self.score, 6),
+            "faiss_score": round(self.faiss_score, 6),
+        }
+
+
+@dataclass
+class QueryResult:
+    query: str
+    framing: Framing | None
+    results: list[Hit] = field(default_factory=list)
+    reranked: bool = False
+    error: str | None = None
+
+    @property
+    def box(self) -> list[float] | None:
+        if self.framing is None or self.framing.box is None:
+            return None
+        return [round(v, 1) for v in self.framing.box.as_list()]
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"query": self.query, "box": self.box}
+        if self.framing is not None and self.framing.confidence is not None:
+            out["crop_confidence"] = round(self.framing.confidence, 4)
+        if self.framing is not None and self.framing.note:
+            out["note"] = self.framing.note
+        out["reranked"] = self.reranked
+        if self.error:
+            out["error"] = self.error
+        out["results"] = [hit.as_dict() for hit in self.results]
+        return out
+
+
+class Searcher:
+    """Everything a query needs, loaded once."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        config: Config,
+        use_crop: bool = True,
+        use_rerank: bool = True,
+    ) -> None:
+        self.workspace = workspace
+        self.config = config
+        cropper = load_cropper(config, workspace) if use_crop and config.crop.enabled else None
+        self.index = CatalogIndex.load(workspace.index_path, config)
+        # The catalogue was framed with the index's crop settings; queries must be framed the same way.
+        self.pipeline = Pipeline.from_config(config, cropper)
+        self.index.check_compatible(self._comparable(self.pipeline.signature()))
+        self.reranker: Reranker | None = (
+            load_reranker(config, workspace) if use_rerank and config.rerank.enabled else None
+        )
+
+    def _comparable(self, signature: dict[str, Any]) -> dict[str, Any]:
+        """``--no-crop`` changes how the query is framed, not how the catalogue was: compare the rest."""
+        if self.pipeline.cropper is None:
+            return {
+                **signature,
+                "crop_model": self.index.signature.get("crop_model"),
+                "crop_pad": self.index.signature.get("crop_pad"),
+            }
+        return signature
+
+    def search_images(self, images: Sequence[np.ndarray], names: Sequence[str], k: int) -> list[QueryResult]:
+        vectors, framings = self.pipeline.embed_images(images)
+        depth = max(k, self.config.rerank.top_k if self.reranker is not None else k)
+        scores, rows = self.index.search(vectors, depth)
+        results = []
+        for name, framing, vector, row_scores, row_ids in zip(names, framings, vectors, scores, rows, strict=True):
+            valid = row_ids >= 0
+            row_scores, row_ids = row_scores[valid], row_ids[valid]
+            final = row_scores
+            if self.reranker is not None and len(row_ids):
+                final = self.reranker.score(vector, self.index.vectors[row_ids])
+            order = np.argsort(-final, kind="stable")[:k]
+            hits = [
+                Hit(rank + 1, str(self.index.path_of(int(row_ids[i]))), float(final[i]), float(row_scores[i]))
+                for rank, i in enumerate(order)
+            ]
+            results.append(QueryResult(name, framing, hits, reranked=self.reranker is not None))
+        return results
+
+    def search_paths(self, paths: Sequence[Path], k: int, show_progress: bool = True) -> list[QueryResult]:
+        """Search each file; unreadable ones get a result with ``error`` set instead of stopping the batch."""
+        out: list[QueryResult] = []
+        batch = max(1, self.config.embed.batch_size)
+        with progress_bar("Searching", total=len(paths), enabled=show_progress and len(paths) > 1) as advance:
+            for start in range(0, len(paths), batch):
+                chunk = paths[start : start + batch]
+                images, names, by_name = [], [], {}
+                for path in chunk:
+                    try:
+                        images.append(load_image(path))
+                        names.append(str(path))
+                    except ImageReadError as error:
+                        log.warning("skipped %s", error)
+                        by_name[str(path)] = QueryResult(str(path), None, error=str(error))
+                if images:
+                    for result in self.search_images(images, names, k):
+                        by_name[result.query] = result
+                out.extend(by_name[str(path)] for path in chunk)
+                advance(len(chunk))
+        return out
+
+
+def search(
+    queries: Sequence[str | Path],
+    workspace: Workspace | str | Path | None = None,
+    k: int | None = None,
+    crop: bool = True,
+    rerank: bool = True,
+    config: Config | None = None,
+    sheet: str | Path | None = None,
+    show_progress: bool = False,
+) -> list[QueryResult]:
+    """The most similar catalogue watches for each query image (files or folders)."""
+    workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    config = config or workspace.load_config()
+    searcher = Searcher(workspace, config, use_crop=crop, use_rerank=rerank)
+    paths = expand_queries(queries, config.index.extensions)
+    results = searcher.search_paths(paths, k or config.search.k, show_progress=show_progress)
+    if sheet is not None:
+        from tiefwatch.sheet import write_search_sheet
+
+        write_search_sheet(results, Path(sheet))
+    return results
