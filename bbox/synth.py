@@ -46,6 +46,7 @@ _PLAIN_MIN_LEVEL = 190
 _PLAIN_MAX_SPREAD = 24
 # At least this fraction of the border must be plain background, else the photo is a scene (wrist, gift box).
 _PLAIN_BORDER_FRACTION = 0.5
+_ALL_SIDES = ("top", "bottom", "left", "right")
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,15 @@ class ProductSegmentation:
       * ``"not_on_plain_background"``: the border is not a plain light colour (photo on a wrist, in a gift
         box, on a coloured backdrop); ``mask`` covers the whole frame because no cut-out is reliable;
       * ``"blank"``: nothing differs from the background; ``mask`` covers the whole frame.
+
+    ``border_sides`` lists the frame sides the mask touches. Top/bottom is normal (straps cut by the frame,
+    about 30 % of the dev catalogue); left/right mostly means a loose strap, a gift set or a hand (about 2 %).
     """
 
     mask: np.ndarray
     status: str
     background_rgb: tuple[int, int, int] | None
+    border_sides: tuple[str, ...] = ()
 
     @property
     def on_plain_background(self) -> bool:
@@ -93,11 +98,11 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
     low = border.min(axis=1)
     plain = (low >= _PLAIN_MIN_LEVEL) & (border.max(axis=1) - low <= _PLAIN_MAX_SPREAD)
     if plain.mean() < _PLAIN_BORDER_FRACTION:
-        return ProductSegmentation(full, "not_on_plain_background", None)
+        return ProductSegmentation(full, "not_on_plain_background", None, _ALL_SIDES)
     background = np.median(border[plain], axis=0)
     near = np.abs(border - background).max(axis=1) <= tolerance
     if near.mean() < _PLAIN_BORDER_FRACTION:  # light but not one colour (e.g. a bright window scene)
-        return ProductSegmentation(full, "not_on_plain_background", None)
+        return ProductSegmentation(full, "not_on_plain_background", None, _ALL_SIDES)
     background_rgb = (int(background[0]), int(background[1]), int(background[2]))
 
     distance = np.abs(img.astype(np.int16) - background.astype(np.int16)).max(axis=2)
@@ -123,10 +128,19 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
     is_background[border_labels] = True
     is_background[0] = False  # label 0 is the foreground itself
     mask = ~is_background[labels]
+    # Walls and the closing leave a one-pixel near-white rim outside the outline; peel it (only pixels that
+    # touch the background, so an enclosed white dial stays).
+    touches_background = cv2.dilate((~mask).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    mask &= ~(touches_background & (distance <= tolerance))
     mask = _keep_main_object(mask, reach=3 * unit)
     if not mask.any():
-        return ProductSegmentation(full, "blank", background_rgb)
-    return ProductSegmentation(mask, "product", background_rgb)
+        return ProductSegmentation(full, "blank", background_rgb, _ALL_SIDES)
+    sides = tuple(
+        side
+        for side, edge in (("top", mask[0]), ("bottom", mask[-1]), ("left", mask[:, 0]), ("right", mask[:, -1]))
+        if edge.any()
+    )
+    return ProductSegmentation(mask, "product", background_rgb, sides)
 
 
 def product_mask(img: np.ndarray) -> np.ndarray:
@@ -297,39 +311,30 @@ def procedural_clutter(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     for _ in range(int(rng.integers(4, 13))):
         kind = rng.choice(["rect", "ellipse", "cable", "text"], p=[0.4, 0.25, 0.15, 0.2])
         colour = _random_colour(rng, saturation=(0.0, 0.8), value=(0.1, 0.95))
-        centre = (float(rng.uniform(-0.1, 1.1) * w), float(rng.uniform(-0.1, 1.1) * h))
+        cx, cy = float(rng.uniform(-0.1, 1.1) * w), float(rng.uniform(-0.1, 1.1) * h)
         if kind == "rect":
             size = (float(rng.uniform(0.1, 0.6) * short), float(rng.uniform(0.1, 0.6) * short))
-            corners = cv2.boxPoints((centre, size, float(rng.uniform(0, 180)))).astype(np.int32)
-            layer = np.zeros((h, w), np.uint8)
-            cv2.fillPoly(layer, [corners], 255)
-            _paint_object(image, layer, colour, rng)
-            if rng.random() < 0.4:  # printed stripe / label on a box or book
-                inner = cv2.boxPoints((centre, (size[0] * 0.8, size[1] * 0.25), float(rng.uniform(0, 180)))).astype(
-                    np.int32
-                )
-                cv2.fillPoly(image, [inner], _random_colour(rng, (0, 0.8), (0.1, 0.95)).tolist())
+            angle = float(rng.uniform(0, 180))
+            corners = cv2.boxPoints(((cx, cy), size, angle))
+            label = None
+            if rng.random() < 0.4:  # printed band on a box or book
+                label = cv2.boxPoints(((cx, cy), (size[0] * 0.8, size[1] * 0.25), angle))
+            _paint_polygon(image, corners, colour, rng, label=label)
         elif kind == "ellipse":
-            axes = (int(rng.uniform(0.05, 0.3) * short), int(rng.uniform(0.05, 0.3) * short))
-            layer = np.zeros((h, w), np.uint8)
-            cv2.ellipse(layer, (int(centre[0]), int(centre[1])), axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
-            _paint_object(image, layer, colour, rng)
-            if rng.random() < 0.5:  # rim of a cup / plate
-                inner_axes = (max(1, int(axes[0] * 0.75)), max(1, int(axes[1] * 0.75)))
-                cv2.ellipse(
-                    image, (int(centre[0]), int(centre[1])), inner_axes, 0, 0, 360,
-                    (colour * 0.7).tolist(), max(1, short // 150), cv2.LINE_AA,
-                )  # fmt: skip
+            axes = (float(rng.uniform(0.05, 0.3) * short), float(rng.uniform(0.05, 0.3) * short))
+            # Polygonal ellipse: drawn into a small local layer like every other shape.
+            outline = cv2.ellipse2Poly((0, 0), (int(axes[0]), int(axes[1])), int(rng.uniform(0, 180)), 0, 360, 10)
+            outline = outline.astype(np.float32) + np.float32([cx, cy])
+            rim = rng.random() < 0.5  # rim of a cup or plate
+            _paint_polygon(image, outline, colour, rng, rim=rim)
         elif kind == "cable":
-            points = np.cumsum(rng.normal(0, 0.15 * short, size=(6, 2)), axis=0) + np.array(centre)
+            points = np.cumsum(rng.normal(0, 0.15 * short, size=(6, 2)), axis=0) + np.array([cx, cy])
             thickness = int(rng.integers(2, max(3, short // 40)))
-            layer = np.zeros((h, w), np.uint8)
-            cv2.polylines(layer, [points.astype(np.int32)], False, 255, thickness, cv2.LINE_AA)
-            _paint_object(image, layer, colour, rng, shadow=0.3)
+            _paint_polygon(image, points.astype(np.float32), colour, rng, shadow=0.3, line_thickness=thickness)
         else:
             font = _FONTS[int(rng.integers(len(_FONTS)))]
             scale = float(rng.uniform(0.3, 1.6) * short / 400)
-            x, y = int(centre[0]), int(centre[1])
+            x, y = int(cx), int(cy)
             for _line in range(int(rng.integers(1, 5))):
                 text = "".join(rng.choice(_TEXT_CHARS, size=int(rng.integers(3, 14))))
                 thickness = max(1, int(scale * 2))
@@ -338,31 +343,49 @@ def procedural_clutter(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
-def _paint_object(
-    image: np.ndarray, layer: np.ndarray, colour: np.ndarray, rng: np.random.Generator, shadow: float = 0.45
+def _paint_polygon(
+    image: np.ndarray,
+    points: np.ndarray,
+    colour: np.ndarray,
+    rng: np.random.Generator,
+    shadow: float = 0.45,
+    line_thickness: int = 0,
+    label: np.ndarray | None = None,
+    rim: bool = False,
 ) -> None:
-    """Draw a filled shape with a soft drop shadow and a light-to-dark shading across it (in place)."""
-    ys, xs = np.nonzero(layer)
-    if ys.size == 0:
+    """Draw a filled polygon (or a thick polyline) with a soft drop shadow and shading, in place.
+
+    Works on a local window around the shape only, which keeps a dozen objects per frame cheap."""
+    h, w = image.shape[:2]
+    low, high = points.min(axis=0) - line_thickness, points.max(axis=0) + line_thickness
+    size = float(max(high - low))
+    pad = int(0.1 * size) + 4
+    x0, y0 = max(0, int(low[0]) - pad), max(0, int(low[1]) - pad)
+    x1, y1 = min(w, int(high[0]) + pad + 1), min(h, int(high[1]) + pad + 1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
         return
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    size = max(y1 - y0, x1 - x0)
-    pad = int(0.1 * size) + 3
-    y0, x0 = max(0, y0 - pad), max(0, x0 - pad)
-    y1, x1 = min(image.shape[0], y1 + pad), min(image.shape[1], x1 + pad)
-    alpha = layer[y0:y1, x0:x1].astype(np.float32) / 255.0
-    region = image[y0:y1, x0:x1].astype(np.float32)
-    offset = (float(rng.uniform(-0.04, 0.04) * size), float(rng.uniform(0.01, 0.05) * size))
-    shifted = cv2.warpAffine(alpha, np.float32([[1, 0, offset[0]], [0, 1, offset[1]]]), alpha.shape[::-1])
-    soft = cv2.GaussianBlur(shifted, (0, 0), 0.03 * size + 1.0)
-    region *= (1.0 - shadow * soft)[..., None]
-    gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
-    direction = rng.uniform(0, 2 * np.pi)
-    shading = 1.0 + rng.uniform(0.0, 0.25) * (np.cos(direction) * gx + np.sin(direction) * gy) / max(size, 1)
-    fill = colour[None, None, :] * shading[..., None]
-    alpha = cv2.GaussianBlur(alpha, (3, 3), 0)[..., None]
-    region += alpha * (fill - region)
-    image[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+    local = (points - np.float32([x0, y0])).round().astype(np.int32)
+    layer = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    if line_thickness:
+        cv2.polylines(layer, [local], False, 255, line_thickness, cv2.LINE_AA)
+    else:
+        cv2.fillPoly(layer, [local], 255, cv2.LINE_AA)
+    alpha = layer.astype(np.float32) * np.float32(1 / 255)
+    offset_x, offset_y = float(rng.uniform(-0.04, 0.04) * size), float(rng.uniform(0.01, 0.05) * size)
+    soft = _soft_shadow(alpha, offset_x, offset_y, 0.03 * size + 1.0)
+    region = _darken(image[y0:y1, x0:x1], shadow * soft)
+    # Flat colour with a linear light-to-dark ramp: bilinear upsampling of a 2x2 colour grid is exactly that.
+    corners = colour[None, None, :] * rng.uniform(0.8, 1.15, size=(2, 2, 1))
+    fill = cv2.resize(np.clip(corners, 0, 255).astype(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    patch = _blend(region, fill, alpha)
+    if label is not None:
+        band = (label - np.float32([x0, y0])).round().astype(np.int32)
+        cv2.fillPoly(patch, [band], _random_colour(rng, (0.0, 0.8), (0.1, 0.95)).tolist(), cv2.LINE_AA)
+    if rim:
+        centre = local.mean(axis=0)
+        inner = ((local - centre) * 0.75 + centre).round().astype(np.int32)
+        cv2.polylines(patch, [inner], True, (colour * 0.7).tolist(), max(1, int(size / 60)), cv2.LINE_AA)
+    image[y0:y1, x0:x1] = patch
 
 
 def _random_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
@@ -652,37 +675,35 @@ def _paste_watch(
         interpolation = cv2.INTER_CUBIC
     watch = cv2.warpPerspective(
         source, homography, (roi_w, roi_h), flags=interpolation, borderMode=cv2.BORDER_REPLICATE
-    ).astype(np.float32)
+    )
     alpha = cv2.warpPerspective(
         alpha_source, homography, (roi_w, roi_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
     )
     # Linear interpolation of an enlarged binary mask gives an edge ramp ~scale pixels wide; re-shape it
     # to a drawn feather width around the same 0.5 contour (so the mask and box do not depend on it).
     feather = float(rng.uniform(*p.edge_feather_range))
-    alpha = np.clip((alpha - 0.5) * (max(scale, 1.0) / feather) + 0.5, 0.0, 1.0)
+    alpha = np.clip((alpha - 0.5) * np.float32(max(scale, 1.0) / feather) + 0.5, 0.0, 1.0)
     roi_mask = alpha >= 0.5
 
-    background = frame[ry0:ry1, rx0:rx1].astype(np.float32)
+    background = frame[ry0:ry1, rx0:rx1]
     if has_shadow:
         direction = float(rng.uniform(0, 2 * np.pi))
         dx, dy = shadow_offset * math.cos(direction), shadow_offset * math.sin(direction)
-        shifted = cv2.warpAffine(alpha, np.float32([[1, 0, dx], [0, 1, dy]]), (roi_w, roi_h))
-        cast = cv2.GaussianBlur(shifted, (0, 0), max(shadow_sigma, 0.5))
-        contact = cv2.GaussianBlur(alpha, (0, 0), 0.01 * size + 0.7)
         strength = float(rng.uniform(*p.shadow_strength_range))
-        shade = 1.0 - np.clip(strength * cast + 0.5 * strength * contact, 0.0, 0.9)
-        background *= shade[..., None]
+        cast = _soft_shadow(alpha, dx, dy, max(shadow_sigma, 0.5))
+        contact = _soft_shadow(alpha, 0.0, 0.0, 0.01 * size + 0.7)
+        darkness = np.clip(strength * cast + (0.5 * strength) * contact, 0.0, 0.9)
+        background = _darken(background, darkness)
         info.update(shadow_strength=strength, shadow_offset=shadow_offset, shadow_sigma=shadow_sigma)
 
     # Relight the studio-lit watch for the room: dimmer, and tinted by the surrounding colours.
     light = float(rng.uniform(*p.watch_light_range))
     tint_amount = float(rng.uniform(*p.ambient_tint_range))
-    surround = background.reshape(-1, 3).mean(axis=0)
+    surround = np.asarray(cv2.mean(background)[:3])
     tint = surround / max(float(surround.mean()), 1.0)
     gains = light * ((1.0 - tint_amount) + tint_amount * tint)
-    watch *= gains.astype(np.float32)
-    composite = background + alpha[..., None] * (watch - background)
-    frame[ry0:ry1, rx0:rx1] = np.clip(composite, 0, 255).astype(np.uint8)
+    watch = cv2.transform(watch, np.diag(gains).astype(np.float32))
+    frame[ry0:ry1, rx0:rx1] = _blend(background, watch, alpha)
     info.update(watch_light=light, ambient_tint=tint_amount, edge_feather=feather)
 
     mask = np.zeros((h, w), dtype=bool)
@@ -693,9 +714,46 @@ def _paste_watch(
 # ---------------------------------------------------------------------------- camera
 
 
+_NOISE_TILE_SIZE = 704  # >= the largest default frame side + room for random offsets
+_NOISE_TILE_STD = 24.0  # stored as uint8 around 128
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_tile() -> np.ndarray:
+    """Gaussian sensor-noise texture, made once (fixed seed) and reused at random offsets and flips.
+
+    Drawing fresh full-frame Gaussian noise costs more than the rest of the camera model; a random window of
+    a fixed tile is statistically the same for training. Mildly blurred so the grain is spatially correlated
+    like a phone's demosaiced, denoised noise."""
+    rng = np.random.default_rng(20240611)
+    noise = rng.standard_normal((_NOISE_TILE_SIZE, _NOISE_TILE_SIZE, 3), dtype=np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), 0.6)
+    noise *= np.float32(_NOISE_TILE_STD / float(noise.std()))
+    tile = np.clip(noise + 128.0, 0, 255).astype(np.uint8)
+    tile.setflags(write=False)
+    return tile
+
+
+def _sensor_noise(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``h x w x 3`` uint8 noise window (mean 128, std ``_NOISE_TILE_STD``) from the cached tile."""
+    tile = _noise_tile()
+    if h > tile.shape[0] or w > tile.shape[1]:  # frames larger than the tile: tile it
+        reps = (math.ceil(h / tile.shape[0]) + 1, math.ceil(w / tile.shape[1]) + 1, 1)
+        tile = np.tile(tile, reps)
+    y0 = int(rng.integers(0, tile.shape[0] - h + 1))
+    x0 = int(rng.integers(0, tile.shape[1] - w + 1))
+    window = tile[y0 : y0 + h, x0 : x0 + w]
+    if rng.random() < 0.5:
+        window = window[::-1]
+    if rng.random() < 0.5:
+        window = window[:, ::-1]
+    return np.ascontiguousarray(window)
+
+
 def _camera(frame: np.ndarray, p: SceneParams, rng: np.random.Generator, info: dict[str, Any]) -> np.ndarray:
     """Optics (blur), sensor (uneven light, exposure, white balance, noise) and phone processing (gamma,
-    JPEG), applied to the whole frame so the watch and the room share them."""
+    JPEG), applied to the whole frame so the watch and the room share them. All in uint8 OpenCV calls:
+    this runs on every training sample."""
     h, w = frame.shape[:2]
     if rng.random() < p.motion_blur_prob:
         length = int(rng.integers(p.motion_blur_length_range[0], p.motion_blur_length_range[1] + 1))
@@ -711,33 +769,32 @@ def _camera(frame: np.ndarray, p: SceneParams, rng: np.random.Generator, info: d
         frame = cv2.GaussianBlur(frame, (0, 0), sigma)
         info["blur_sigma"] = sigma
 
-    # Illumination field: vignetting + a gradient from a random side, computed coarse and upsampled.
-    gh, gw = 9, 9
-    gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
-    gy, gx = gy / (gh - 1) * 2 - 1, gx / (gw - 1) * 2 - 1
+    # Light: vignetting x a gradient from a random side x exposure x white-balance error, as one coarse
+    # 3-channel gain grid, upsampled and applied with a saturating multiply.
+    grid = 9
+    gy, gx = np.mgrid[0:grid, 0:grid].astype(np.float32) / (grid - 1) * 2 - 1
     vignette = float(rng.uniform(*p.vignette_range))
     gradient = float(rng.uniform(*p.light_gradient_range))
     direction = float(rng.uniform(0, 2 * np.pi))
     field = (1.0 - vignette * (gx**2 + gy**2) / 2) * (
         1.0 + gradient * (math.cos(direction) * gx + math.sin(direction) * gy) / 2
     )
-    field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR)
-
     exposure = float(rng.uniform(*p.exposure_gain_range))
     cast = _random_tint(rng, p.color_cast)
-    gains = (exposure * cast).astype(np.float32)
-    image = cv2.multiply(frame.astype(np.float32), cv2.merge([field * g for g in gains]))
+    gains = field[..., None] * (exposure * cast)[None, None, :]
+    headroom = max(2.0, float(gains.max()) * 1.01)
+    gain_map = cv2.resize(
+        np.clip(gains / headroom * 255.0, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR
+    )
+    image = cv2.multiply(frame, gain_map, scale=headroom / 255.0)
 
-    # Sensor noise, stronger when the light is low (more analogue gain), spatially correlated like the
-    # demosaiced and denoised noise of a phone (drawn at half resolution, also twice as fast).
+    # Sensor noise, stronger in low light (more analogue gain): out = image + sigma * N(0, 1).
     noise_sigma = float(rng.uniform(*p.noise_sigma_range) / math.sqrt(exposure))
-    noise = rng.standard_normal((max(1, h // 2), max(1, w // 2), 3), dtype=np.float32)
-    noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_LINEAR)
-    image += noise * np.float32(noise_sigma * 1.6)  # bilinear upsampling loses about 1/1.6 of the std
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    beta = noise_sigma / _NOISE_TILE_STD
+    image = cv2.addWeighted(image, 1.0, _sensor_noise(h, w, rng), beta, -128.0 * beta)
 
     gamma = float(rng.uniform(*p.gamma_range))
-    table = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma), 0, 255).astype(np.uint8)
+    table = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma) + 0.5, 0, 255).astype(np.uint8)
     image = cv2.LUT(image, table)
 
     quality = int(rng.integers(p.jpeg_quality_range[0], p.jpeg_quality_range[1] + 1))
@@ -767,6 +824,37 @@ def simulate_photo(
 
 
 # ============================================================================ helpers
+
+
+def _blend(below: np.ndarray, above: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``alpha * above + (1 - alpha) * below`` for uint8 images and a float32 HxW alpha, in one OpenCV call
+    (about 10x faster than the same in numpy floats)."""
+    return cv2.blendLinear(above, below, alpha, 1.0 - alpha)
+
+
+def _darken(image: np.ndarray, darkness: np.ndarray) -> np.ndarray:
+    """``image * (1 - darkness)`` for a uint8 image and a float32 HxW darkness map."""
+    return cv2.blendLinear(image, np.zeros_like(image), 1.0 - darkness, darkness)
+
+
+def _soft_shadow(alpha: np.ndarray, dx: float, dy: float, sigma: float) -> np.ndarray:
+    """``alpha`` shifted by ``(dx, dy)`` and Gaussian-blurred by ``sigma``, computed at reduced resolution
+    (a blur that wide has no detail to lose) and brought back to ``alpha``'s size."""
+    h, w = alpha.shape
+    factor = max(1.0, sigma / 2.0)
+    if factor > 1.0:
+        small = cv2.resize(
+            alpha, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA
+        )
+        fx, fy = small.shape[1] / w, small.shape[0] / h
+    else:
+        small, fx, fy = alpha, 1.0, 1.0
+    if dx or dy:
+        small = cv2.warpAffine(small, np.float32([[1, 0, dx * fx], [0, 1, dy * fy]]), small.shape[::-1])
+    small = cv2.GaussianBlur(small, (0, 0), sigma * (fx + fy) / 2)
+    if small.shape != alpha.shape:
+        small = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return small
 
 
 def _as_rgb_u8(img: np.ndarray) -> np.ndarray:
@@ -873,22 +961,22 @@ def _composite_with_shadow(
     pad = int(0.15 * max(oh, ow)) + 2
     canvas_alpha = np.zeros((oh + 2 * pad, ow + 2 * pad), np.float32)
     canvas_alpha[pad : pad + oh, pad : pad + ow] = alpha
-    canvas_colour = np.zeros((*canvas_alpha.shape, 3), np.float32)
-    canvas_colour[pad : pad + oh, pad : pad + ow] = colours
+    canvas_colour = np.zeros((*canvas_alpha.shape, 3), np.uint8)
+    canvas_colour[pad : pad + oh, pad : pad + ow] = np.clip(colours, 0, 255)
     size = max(oh, ow)
     shift = rng.uniform(-0.05, 0.05, size=2) * size
-    shadow = cv2.warpAffine(
-        canvas_alpha, np.float32([[1, 0, shift[0]], [0, 1, abs(shift[1])]]), canvas_alpha.shape[::-1]
-    )
-    shadow = cv2.GaussianBlur(shadow, (0, 0), 0.04 * size + 1.0)
+    shadow = _soft_shadow(canvas_alpha, float(shift[0]), float(abs(shift[1])), 0.04 * size + 1.0)
     fx0, fy0 = x0 - pad, y0 - pad
     cx0, cy0 = max(0, -fx0), max(0, -fy0)
     cx1 = min(canvas_alpha.shape[1], w - fx0)
     cy1 = min(canvas_alpha.shape[0], h - fy0)
     if cx1 <= cx0 or cy1 <= cy0:
         return
-    region = frame[fy0 + cy0 : fy0 + cy1, fx0 + cx0 : fx0 + cx1].astype(np.float32)
-    a = canvas_alpha[cy0:cy1, cx0:cx1, None]
-    region *= 1.0 - strength * shadow[cy0:cy1, cx0:cx1, None]
-    region += a * (canvas_colour[cy0:cy1, cx0:cx1] - region)
-    frame[fy0 + cy0 : fy0 + cy1, fx0 + cx0 : fx0 + cx1] = np.clip(region, 0, 255).astype(np.uint8)
+    region = frame[fy0 + cy0 : fy0 + cy1, fx0 + cx0 : fx0 + cx1]
+    region = _darken(region, np.ascontiguousarray(strength * shadow[cy0:cy1, cx0:cx1]))
+    region = _blend(
+        region,
+        np.ascontiguousarray(canvas_colour[cy0:cy1, cx0:cx1]),
+        np.ascontiguousarray(canvas_alpha[cy0:cy1, cx0:cx1]),
+    )
+    frame[fy0 + cy0 : fy0 + cy1, fx0 + cx0 : fx0 + cx1] = region

@@ -7,6 +7,7 @@ changes the vectors (size, pooling, light normalisation) is part of the embeddin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ranking.backbone import get_spec, resolve_device, shared_backbone
+from ranking.backbone import get_spec, resolve_device, shared_backbone, weights_fingerprint
+from ranking.engines import FeatureMapModule, make_engine, resolve_engine
 
 POOLINGS = ("gap", "gem")
 
@@ -61,8 +63,9 @@ def square_pad(image: np.ndarray, value: int = 255) -> np.ndarray:
 class Embedder:
     """Batched image -> vector, with the preprocessing the index was built with.
 
-    Images are RGB uint8 arrays of any size. ``embed`` returns float32 rows of unit length, so inner product is
-    cosine similarity.
+    Images are RGB uint8 arrays of any size. ``embed`` returns float32 rows of unit length, so inner product
+    is cosine similarity. ``engine`` picks torch or ONNX Runtime (``auto``: ONNX on CPU); both run the same
+    weights and agree to float precision.
     """
 
     def __init__(
@@ -74,6 +77,8 @@ class Embedder:
         light_norm: bool = True,
         device: str = "auto",
         batch_size: int = 32,
+        engine: str = "auto",
+        cache_dir: Path | None = None,
         model: nn.Module | None = None,
     ) -> None:
         if pooling not in POOLINGS:
@@ -85,7 +90,12 @@ class Embedder:
         self.light_norm = light_norm
         self.batch_size = batch_size
         self.device = resolve_device(device)
-        self.model = (model if model is not None else shared_backbone(backbone)).to(self.device).eval()
+        self.model = (model if model is not None else shared_backbone(backbone)).eval()
+        self.engine_name = resolve_engine(engine, self.device)
+        key = f"{weights_fingerprint(backbone)}:features" if model is None else f"custom-{id(model)}"
+        self.engine = make_engine(
+            FeatureMapModule(self.model), image_size, self.device, self.engine_name, cache_dir, key
+        )
         self.dim = self.spec.feature_dim
         self._mean = np.asarray(self.spec.mean, np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(self.spec.std, np.float32) * 255.0)
@@ -103,25 +113,24 @@ class Embedder:
         tensor = (resized.astype(np.float32) - self._mean) * self._inv_std
         return np.ascontiguousarray(tensor.transpose(2, 0, 1))
 
-    def batch_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([self.preprocess(image) for image in images])).to(self.device)
+    def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack([self.preprocess(image) for image in images])
 
-    @torch.inference_mode()
-    def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
-        """The backbone's last feature map (N, 1280, S/32, S/32): shared with the crop head."""
-        return self.model.forward_features(batch)
+    def feature_maps(self, batch: np.ndarray) -> np.ndarray:
+        """The backbone's last feature map (N, 1280, S/32, S/32)."""
+        return self.engine(batch)[0]
 
-    @torch.inference_mode()
-    def vectors_from_maps(self, maps: torch.Tensor) -> np.ndarray:
-        pooled = pool(maps, self.pooling, self.gem_p)
-        return F.normalize(pooled, dim=1).float().cpu().numpy()
+    def vectors_from_maps(self, maps: np.ndarray, pooling: str | None = None) -> np.ndarray:
+        with torch.inference_mode():
+            pooled = pool(torch.from_numpy(maps), pooling or self.pooling, self.gem_p)
+            return F.normalize(pooled, dim=1).float().numpy()
 
     def embed(self, images: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per image, in batches of ``batch_size``."""
         out = np.zeros((len(images), self.dim), np.float32)
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            out[start : start + len(chunk)] = self.vectors_from_maps(self.feature_maps(self.batch_tensor(chunk)))
+            out[start : start + len(chunk)] = self.vectors_from_maps(self.feature_maps(self.batch(chunk)))
             if progress is not None:
                 progress(len(chunk))
         return out
@@ -129,5 +138,5 @@ class Embedder:
     @torch.inference_mode()
     def classify(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """ImageNet-1k logits: proves the weights are the real pretrained ones (a cat is a cat)."""
-        batch = self.batch_tensor(images)
-        return self.model.forward_head(self.model.forward_features(batch)).float().cpu().numpy()
+        maps = torch.from_numpy(self.feature_maps(self.batch(images)))
+        return self.model.forward_head(maps).float().numpy()

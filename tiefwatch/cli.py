@@ -103,6 +103,8 @@ def _config(args: argparse.Namespace, workspace: Workspace):
     overrides = list(args.set or [])
     if getattr(args, "device", None):
         overrides.append(f"embed.device={args.device}")
+    if getattr(args, "engine", None):
+        overrides.append(f"embed.engine={args.engine}")
     return workspace.load_config(args.config, overrides)
 
 
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override one config value, e.g. search.k=20"
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the networks run")
+    parser.add_argument("--engine", choices=["auto", "torch", "onnx"], help="CPU inference engine (auto: onnx)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")

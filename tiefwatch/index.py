@@ -304,7 +304,7 @@ def index_catalog(
         except CatalogIndexError as error:
             log.warning("previous index not reused: %s", error)
     cropper = load_cropper(config, workspace) if config.crop.enabled else None
-    pipeline = Pipeline.from_config(config, cropper)
+    pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
     workspace.save_config(config)
     _, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress)
     return summary

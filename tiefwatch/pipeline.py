@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -62,7 +63,7 @@ class Pipeline:
         self.cropper = cropper if config.crop.enabled else None
 
     @classmethod
-    def from_config(cls, config: Config, cropper: Cropper | None = None) -> Pipeline:
+    def from_config(cls, config: Config, cropper: Cropper | None = None, cache_dir: Path | None = None) -> Pipeline:
         b, e = config.backbone, config.embed
         embedder = Embedder(
             backbone=b.name,
@@ -72,6 +73,8 @@ class Pipeline:
             light_norm=b.light_norm,
             device=e.device,
             batch_size=e.batch_size,
+            engine=e.engine,
+            cache_dir=cache_dir,
         )
         return cls(config, embedder, cropper)
 

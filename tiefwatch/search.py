@@ -83,7 +83,7 @@ class Searcher:
         cropper = load_cropper(config, workspace) if use_crop and config.crop.enabled else None
         self.index = CatalogIndex.load(workspace.index_path, config)
         # The catalogue was framed with the index's crop settings; queries must be framed the same way.
-        self.pipeline = Pipeline.from_config(config, cropper)
+        self.pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
         self.index.check_compatible(self._comparable(self.pipeline.signature()))
         self.reranker: Reranker | None = (
             load_reranker(config, workspace) if use_rerank and config.rerank.enabled else None

@@ -12,16 +12,17 @@ Images are RGB uint8 arrays (HxWx3) at the API boundary; drawing happens at 4x a
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from tiefwatch.storage import write_bytes_atomic, write_text_atomic
 
 SHAPES = ("round", "square", "tonneau")
 CASE_COLOURS = ("silver", "gold", "black", "rose")
@@ -542,17 +543,6 @@ def _draw_hands(
 # ------------------------------------------------------------------------------------------- catalogue
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _distinct_attributes(n: int, rng: np.random.Generator) -> list[WatchAttributes]:
     """``n`` attribute sets, all different while ``n`` allows, then repeating the cycle."""
     combos = _all_attribute_combinations()
@@ -583,19 +573,14 @@ def make_catalog(out_dir: Path, n: int, seed: int = 0, size: int = 128) -> list[
         if not ok:
             raise OSError("PNG encoding failed")
         path = out_dir / f"watch_{index:04d}.png"
-        _write_atomic(path, png.tobytes())
+        write_bytes_atomic(path, png.tobytes())
         items.append((path, attrs))
 
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".attributes.csv.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["file", *ATTRIBUTE_NAMES, "thin_strap"])
-            for path, attrs in items:
-                row = attrs.as_dict()
-                writer.writerow([path.name, *(row[name] for name in ATTRIBUTE_NAMES), row["thin_strap"]])
-        os.replace(tmp, out_dir / "attributes.csv")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["file", *ATTRIBUTE_NAMES, "thin_strap"])
+    for path, attrs in items:
+        row = attrs.as_dict()
+        writer.writerow([path.name, *(row[name] for name in ATTRIBUTE_NAMES), row["thin_strap"]])
+    write_text_atomic(out_dir / "attributes.csv", table.getvalue())
     return items

@@ -36,6 +36,11 @@ class Workspace:
         return self.root / "models"
 
     @property
+    def cache_dir(self) -> Path:
+        """Derived files that can always be rebuilt (ONNX exports)."""
+        return self.root / "cache"
+
+    @property
     def crop_model_path(self) -> Path:
         return self.models_dir / "crop.pt"
 

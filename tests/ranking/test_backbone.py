@@ -43,12 +43,26 @@ def test_fingerprint_is_stable() -> None:
 def test_embeddings_are_unit_length_and_batch_independent() -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (80 + 7 * i, 64, 3), dtype=np.uint8) for i in range(5)]
-    embedder = Embedder(image_size=96, batch_size=2, device="cpu")
+    embedder = Embedder(image_size=96, batch_size=2, device="cpu", engine="torch")
     vectors = embedder.embed(images)
     assert vectors.shape == (5, 1280) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     single = np.concatenate([embedder.embed([image]) for image in images])
     np.testing.assert_allclose(vectors, single, atol=1e-4)
+
+
+def test_onnx_and_torch_engines_agree(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    skimage_data = pytest.importorskip("skimage.data")
+    images = [skimage_data.chelsea(), skimage_data.coffee(), skimage_data.astronaut(), skimage_data.rocket()]
+    torch_vectors = Embedder(image_size=128, engine="torch", device="cpu").embed(images)
+    onnx_embedder = Embedder(image_size=128, engine="onnx", device="cpu", cache_dir=tmp_path)
+    onnx_vectors = onnx_embedder.embed(images)
+    cosine = np.sum(torch_vectors * onnx_vectors, axis=1)
+    assert cosine.min() >= 0.999, cosine
+    assert len(list(tmp_path.glob("*.onnx"))) == 1  # exported once, cached
+    with pytest.raises(ValueError, match="128 px"):
+        onnx_embedder.engine(np.zeros((1, 3, 96, 96), np.float32))
 
 
 def test_gem_lies_between_mean_and_max() -> None:
@@ -67,7 +81,9 @@ def test_light_normalisation_undoes_a_dim_colour_cast() -> None:
     dim = (scene.astype(np.float32) * np.array([0.5, 0.45, 0.35])).astype(np.uint8)
     restored = normalise_light(dim)
     assert np.abs(restored[0, 0].astype(int) - 255).max() <= 3  # the white background is white again
-    assert np.abs(restored.astype(int) - scene.astype(int)).mean() < np.abs(dim.astype(int) - scene.astype(int)).mean() / 3
+    assert (
+        np.abs(restored.astype(int) - scene.astype(int)).mean() < np.abs(dim.astype(int) - scene.astype(int)).mean() / 3
+    )
 
 
 def test_square_pad_keeps_the_image_centred() -> None:
