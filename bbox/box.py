@@ -24,6 +24,9 @@ class BoundingBox:
     y1: float
 
     def __post_init__(self) -> None:
+        # Plain Python floats (not numpy scalars or ints) so as_list() is JSON-ready and equality is exact.
+        for name in ("x0", "y0", "x1", "y1"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         # Fail early on NaN or inverted boxes: they silently poison IoU losses and crops downstream.
         coords = (self.x0, self.y0, self.x1, self.y1)
         if not all(math.isfinite(c) for c in coords):

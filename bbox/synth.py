@@ -60,7 +60,9 @@ class ProductSegmentation:
       * ``"blank"``: nothing differs from the background; ``mask`` covers the whole frame.
 
     ``border_sides`` lists the frame sides the mask touches. Top/bottom is normal (straps cut by the frame,
-    about 30 % of the dev catalogue); left/right mostly means a loose strap, a gift set or a hand (about 2 %).
+    about 30 % of the dev catalogue); left/right mostly means a loose strap, a gift set, a presentation box or
+    a hand on a white backdrop (about 1.5 %). Gift sets (watch + lipstick + bow, watch + bangles) come out as
+    one product: only their parts far apart and small are dropped.
     """
 
     mask: np.ndarray
@@ -105,7 +107,11 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
         return ProductSegmentation(full, "not_on_plain_background", None, _ALL_SIDES)
     background_rgb = (int(background[0]), int(background[1]), int(background[2]))
 
-    distance = np.abs(img.astype(np.int16) - background.astype(np.int16)).max(axis=2)
+    # Chebyshev distance from the background colour, with OpenCV (numpy reductions over the 3-channel axis are
+    # several times slower and this runs once per simulated photo).
+    difference = cv2.absdiff(img, np.full_like(img, np.round(background).astype(np.uint8)))
+    red, green, blue = cv2.split(difference)
+    distance = cv2.max(cv2.max(red, green), blue)
     foreground = distance > tolerance
     # Faint outlines (a white dial in a polished silver case) are only ~10-20 levels off white, too weak for
     # the tolerance but sharp: count sharp, slightly-off-white steps as foreground "walls" so the flood fill
@@ -120,14 +126,18 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
     close_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * unit + 1, 4 * unit + 1))
     foreground = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, close_kernel)
 
-    # Background = background-coloured regions touching the border (4-connected so it cannot leak
-    # diagonally through a one-pixel gap in a case outline).
-    count, labels = cv2.connectedComponents(1 - foreground, connectivity=4)
-    border_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]).astype(np.int64))
-    is_background = np.zeros(count, dtype=bool)
-    is_background[border_labels] = True
-    is_background[0] = False  # label 0 is the foreground itself
-    mask = ~is_background[labels]
+    # Background = background-coloured regions touching the border; everything else (white dials, white
+    # straps inside the outline) is product.
+    background = _touching_border(1 - foreground)
+    # A faint outline can still have a gap a few pixels wide through which a white dial joins the outside.
+    # Opening the background cuts such narrow channels: white regions it disconnects from the border are
+    # enclosed by the product and belong to it.
+    channel_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * unit + 1, 4 * unit + 1))
+    opened = cv2.morphologyEx(background.astype(np.uint8), cv2.MORPH_OPEN, channel_kernel)
+    enclosed = opened.astype(bool) & ~_touching_border(opened)
+    if enclosed.any():
+        background &= ~cv2.dilate(enclosed.astype(np.uint8), channel_kernel).astype(bool)
+    mask = ~background
     # Walls and the closing leave a one-pixel near-white rim outside the outline; peel it (only pixels that
     # touch the background, so an enclosed white dial stays).
     touches_background = cv2.dilate((~mask).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -146,12 +156,24 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
 def product_mask(img: np.ndarray) -> np.ndarray:
     """Boolean ``HxW`` mask of the product on a white/near-white catalogue photo.
 
-    Choice for photos that are *not* on a plain background (about 2 % of the dev catalogue: worn on a wrist,
-    in a gift box, lifestyle shots): the mask covers the whole frame, i.e. the whole photo is "the product".
+    Choice for photos that are *not* on a plain background (20 of the 3,000 dev catalogue photos: worn on a
+    wrist, held in a hand, in a gift box, lifestyle shots): the mask covers the whole frame, i.e. the whole
+    photo is "the product".
     That keeps every caller working (a simulator pastes the photo as a print-like rectangle); callers that
     must know, e.g. to skip such images when training a box regressor, use :func:`segment_product`.
     """
     return segment_product(img).mask
+
+
+def _touching_border(binary: np.ndarray) -> np.ndarray:
+    """True pixels of ``binary`` (uint8 0/1) 4-connected to the image border (4-connectivity so a region
+    cannot leak diagonally through a one-pixel gap)."""
+    count, labels = cv2.connectedComponents(binary, connectivity=4)
+    border_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    is_border = np.zeros(count, dtype=bool)
+    is_border[border_labels] = True
+    is_border[0] = False  # label 0 is the zero pixels
+    return is_border[labels]
 
 
 def _keep_main_object(mask: np.ndarray, reach: int) -> np.ndarray:
@@ -268,49 +290,58 @@ def procedural_clutter(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     random household-like objects on it: rectangles (books, phones, paper), ellipses (cups, plates), thick
     curves (cables), and text-like marks, each with simple shading and a soft shadow.
     """
+    # Surface: texture at half resolution (upsampling softens it like a slightly defocused table top).
     small_h, small_w = max(8, h // 2), max(8, w // 2)
-    ys, xs = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
-    ys /= small_h
-    xs /= small_w
-
-    # Surface colour: gradient between two related colours.
-    base = _random_colour(rng, saturation=(0.05, 0.55), value=(0.25, 0.9))
-    other = np.clip(base * rng.uniform(0.6, 1.3, size=3), 0, 255)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = (xs * np.cos(angle) + ys * np.sin(angle)) / (abs(np.cos(angle)) + abs(np.sin(angle)))
-    ramp = ramp - ramp.min()
-    surface = base + (other - base) * ramp[..., None]
-
     texture = rng.choice(["wood", "fabric", "tiles", "plaster", "plain"], p=[0.3, 0.2, 0.15, 0.25, 0.1])
     if texture == "wood":
-        warp = _smooth_noise(small_h, small_w, rng, cells=4) * rng.uniform(0.05, 0.2)
+        rows = np.arange(small_h, dtype=np.float32)[:, None] / small_h
+        cols = np.arange(small_w, dtype=np.float32)[None, :] / small_h
         grain_angle = rng.uniform(0, np.pi)
-        across = -xs * np.sin(grain_angle) * small_w / small_h + ys * np.cos(grain_angle)
-        stripes = np.sin(2 * np.pi * rng.uniform(8, 30) * (across + warp))
-        fine = _smooth_noise(small_h, small_w, rng, cells=40)
-        shade = 1.0 + 0.12 * stripes + 0.06 * fine
+        across = np.float32(np.cos(grain_angle)) * rows - np.float32(np.sin(grain_angle)) * cols
+        # Grain lines run roughly parallel and waver by about one line spacing; a finer streak texture
+        # on top. (Stronger warping turns the lines into contour-map rings.)
+        frequency = rng.uniform(8, 30)
+        warp = _smooth_noise(small_h, small_w, rng, cells=3) * np.float32(rng.uniform(0.3, 1.2) / frequency)
+        stripes = np.sin(np.float32(2 * np.pi * frequency) * (across + warp))
+        streaks = np.sin(np.float32(2 * np.pi * frequency * rng.uniform(3, 6)) * (across + 0.5 * warp))
+        shade = 1.0 + 0.1 * stripes + 0.04 * streaks + 0.05 * _smooth_noise(small_h, small_w, rng, cells=8)
     elif texture == "fabric":
         period = rng.uniform(2.0, 5.0)
-        ix, iy = np.meshgrid(np.arange(small_w), np.arange(small_h))
-        weave = np.sin(2 * np.pi * ix / period) * np.sin(2 * np.pi * iy / period)
-        shade = 1.0 + 0.08 * weave + 0.08 * _smooth_noise(small_h, small_w, rng, cells=12)
+        weave_x = np.sin(np.arange(small_w, dtype=np.float32) * np.float32(2 * np.pi / period))
+        weave_y = np.sin(np.arange(small_h, dtype=np.float32) * np.float32(2 * np.pi / period))
+        shade = 1.0 + 0.08 * weave_y[:, None] * weave_x[None, :]
+        shade += 0.08 * _smooth_noise(small_h, small_w, rng, cells=12)
     elif texture == "tiles":
-        step = rng.integers(max(6, small_w // 12), max(8, small_w // 3))
-        ix, iy = np.meshgrid(np.arange(small_w), np.arange(small_h))
-        grout = ((ix % step) < 2) | ((iy % step) < 2)
-        shade = np.where(grout, 0.7, 1.0) + 0.05 * _smooth_noise(small_h, small_w, rng, cells=20)
+        step = int(rng.integers(max(6, small_w // 12), max(8, small_w // 3)))
+        grout = ((np.arange(small_h)[:, None] % step) < 2) | ((np.arange(small_w)[None, :] % step) < 2)
+        shade = np.where(grout, np.float32(0.7), np.float32(1.0))
+        shade += 0.05 * _smooth_noise(small_h, small_w, rng, cells=20)
     elif texture == "plaster":
-        shade = 1.0 + 0.15 * _smooth_noise(small_h, small_w, rng, cells=6)
-        shade += 0.06 * _smooth_noise(small_h, small_w, rng, cells=30)
+        shade = 1.0 + 0.07 * _smooth_noise(small_h, small_w, rng, cells=6)
+        shade += 0.04 * _smooth_noise(small_h, small_w, rng, cells=30)
     else:
         shade = np.ones((small_h, small_w), np.float32)
-    surface = np.clip(surface * shade[..., None].astype(np.float32), 0, 255).astype(np.uint8)
-    image = cv2.resize(surface, (w, h), interpolation=cv2.INTER_LINEAR)
+    # Colour: a gradient between four related corner colours (uneven light, surfaces of two materials).
+    # Colours of real furniture: wood is brown, tiles and plaster are pale and nearly grey, fabric anything
+    # muted. Corners vary in brightness (uneven light) and slightly in hue (two materials, reflections).
+    if texture == "wood":
+        base = _random_colour(rng, saturation=(0.35, 0.75), value=(0.25, 0.8), hue=(5, 22))
+    elif texture in ("tiles", "plaster"):
+        base = _random_colour(rng, saturation=(0.0, 0.25), value=(0.45, 0.9))
+    else:
+        base = _random_colour(rng, saturation=(0.05, 0.45), value=(0.2, 0.85))
+    brightness = rng.uniform(0.7, 1.2, size=(2, 2, 1)) * rng.uniform(0.92, 1.08, size=(2, 2, 3))
+    corners = np.clip(base[None, None, :] * brightness, 0, 255).astype(np.float32)
+    surface = cv2.resize(corners, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
+    surface = cv2.multiply(surface, cv2.merge([shade.astype(np.float32)] * 3))
+    image = cv2.resize(np.clip(surface, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
 
     short = min(h, w)
     for _ in range(int(rng.integers(4, 13))):
         kind = rng.choice(["rect", "ellipse", "cable", "text"], p=[0.4, 0.25, 0.15, 0.2])
-        colour = _random_colour(rng, saturation=(0.0, 0.8), value=(0.1, 0.95))
+        # Mostly muted household colours, now and then a vivid one (a mug, a book cover).
+        vivid = rng.random() < 0.25
+        colour = _random_colour(rng, saturation=(0.3, 0.85) if vivid else (0.0, 0.4), value=(0.1, 0.95))
         cx, cy = float(rng.uniform(-0.1, 1.1) * w), float(rng.uniform(-0.1, 1.1) * h)
         if kind == "rect":
             size = (float(rng.uniform(0.1, 0.6) * short), float(rng.uniform(0.1, 0.6) * short))
@@ -388,9 +419,15 @@ def _paint_polygon(
     image[y0:y1, x0:x1] = patch
 
 
-def _random_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
-    """An RGB colour (float32 0..255) drawn in HSV so saturation and brightness stay plausible."""
-    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32)
+def _random_colour(
+    rng: np.random.Generator,
+    saturation: tuple[float, float],
+    value: tuple[float, float],
+    hue: tuple[float, float] = (0, 180),
+) -> np.ndarray:
+    """An RGB colour (float32 0..255) drawn in HSV (OpenCV hue 0..180) so saturation and brightness stay
+    plausible."""
+    hsv = np.array([[[rng.uniform(*hue), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
@@ -422,7 +459,7 @@ class SceneParams:
     perspective_jitter: float = 0.08  # each corner moves up to this fraction of the watch size (per axis)
     # --- background
     photo_background_prob: float = 0.7  # else procedural clutter (always procedural if no photos)
-    background_zoom_range: tuple[float, float] = (0.35, 1.0)  # crop size / largest crop of the frame aspect
+    background_zoom_range: tuple[float, float] = (0.2, 0.8)  # crop side / largest crop of the frame aspect
     background_defocus_prob: float = 0.5  # depth of field: the watch is in focus, the room is not
     background_defocus_range: tuple[float, float] = (0.002, 0.008)  # Gaussian sigma / frame long side
     # --- distractors (not watches), drawn under the watch
@@ -435,9 +472,9 @@ class SceneParams:
     shadow_strength_range: tuple[float, float] = (0.25, 0.6)
     shadow_offset_range: tuple[float, float] = (0.01, 0.06)  # / watch size
     shadow_softness_range: tuple[float, float] = (0.02, 0.08)  # blur sigma / watch size
-    watch_light_range: tuple[float, float] = (0.7, 1.0)  # studio-bright watch dimmed to the room's light
+    watch_light_range: tuple[float, float] = (0.75, 1.0)  # studio-bright watch dimmed to the room's light
     ambient_tint_range: tuple[float, float] = (0.0, 0.25)  # how much the room's colour tints the watch
-    edge_feather_range: tuple[float, float] = (0.7, 1.6)  # alpha ramp width in output pixels
+    edge_feather_range: tuple[float, float] = (0.7, 1.6)  # alpha ramp width in output px (at most)
     # --- camera
     exposure_gain_range: tuple[float, float] = (0.35, 1.0)  # darker indoor light
     color_cast: float = 0.15  # per-channel gains within +-this (warm/cool white balance errors)
@@ -488,13 +525,22 @@ class PhotoSimulator:
         self.params = params if params is not None else SceneParams()
         self._rng = np.random.default_rng(seed)
 
-    def __call__(self, catalog_img: np.ndarray, rng: np.random.Generator | None = None) -> Scene:
+    def __call__(
+        self, catalog_img: np.ndarray, rng: np.random.Generator | None = None, *, mask: np.ndarray | None = None
+    ) -> Scene:
+        """Simulate one photo of ``catalog_img`` (RGB uint8). ``mask``: an optional precomputed product mask
+        (e.g. a cached :func:`product_mask`) to skip the ~1 ms segmentation in training loops."""
         rng = self._rng if rng is None else rng
         catalog_img = _as_rgb_u8(catalog_img)
         p = self.params
         info: dict[str, Any] = {}
-        segmentation = segment_product(catalog_img)
-        info["catalog_status"] = segmentation.status
+        if mask is None:
+            segmentation = segment_product(catalog_img)
+            product, info["catalog_status"] = segmentation.mask, segmentation.status
+        else:
+            product, info["catalog_status"] = np.asarray(mask, dtype=bool), "given"
+            if product.shape != catalog_img.shape[:2] or not product.any():
+                raise ValueError("mask must be a non-empty HxW boolean array matching catalog_img")
 
         aspect = p.aspect_ratios[int(rng.integers(len(p.aspect_ratios)))]
         long_side = int(rng.integers(p.long_side_range[0], p.long_side_range[1] + 1))
@@ -505,11 +551,11 @@ class PhotoSimulator:
         info.update(width=width, height=height, aspect=aspect)
 
         frame = self._background(height, width, rng, info)
-        placement = _plan_watch(segmentation.mask, height, width, p, rng, info)
+        placement = _plan_watch(product, height, width, p, rng, info)
         self._add_distractors(frame, placement.predicted_box, rng, info)
-        mask = _paste_watch(frame, catalog_img, segmentation.mask, placement, p, rng, info)
+        pasted = _paste_watch(frame, catalog_img, product, placement, p, rng, info)
         image = _camera(frame, p, rng, info)
-        return Scene(image=image, box=BoundingBox.from_mask(mask), mask=mask, params=info)
+        return Scene(image=image, box=BoundingBox.from_mask(pasted), mask=pasted, params=info)
 
     # ------------------------------------------------------------------ background
     def _background(self, h: int, w: int, rng: np.random.Generator, info: dict[str, Any]) -> np.ndarray:
@@ -518,7 +564,7 @@ class PhotoSimulator:
             index = int(rng.integers(len(self.backgrounds)))
             frame = _random_crop_resized(self.backgrounds[index], h, w, p.background_zoom_range, rng)
             if _is_grey(frame):  # grey sample photos (gravel, brick...) get a plausible colour
-                frame = np.clip(frame * _random_tint(rng, 0.25), 0, 255).astype(np.uint8)
+                frame = cv2.transform(frame, np.diag(_random_tint(rng, 0.25)))
             info["background"] = f"photo:{index}"
         else:
             frame = procedural_clutter(h, w, rng)
@@ -620,7 +666,7 @@ def _plan_watch(
         watch_size=watch_size,
         watch_scale=scale,
         perspective_jitter=jitter.round(2).tolist(),
-        predicted_box=predicted.as_list(),
+        predicted_box=[round(v, 2) for v in predicted.as_list()],
     )
     return _Placement(source_box, homography, scale, predicted)
 
@@ -679,10 +725,12 @@ def _paste_watch(
     alpha = cv2.warpPerspective(
         alpha_source, homography, (roi_w, roi_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
     )
-    # Linear interpolation of an enlarged binary mask gives an edge ramp ~scale pixels wide; re-shape it
-    # to a drawn feather width around the same 0.5 contour (so the mask and box do not depend on it).
+    # Linear interpolation of an enlarged binary mask gives an edge ramp ~scale pixels wide, too soft for a
+    # sharp product edge: steepen it to the drawn feather width around the same 0.5 contour (so the mask and
+    # box do not depend on it). Never flatten it: a slope below 1 would lift alpha above 0 everywhere.
     feather = float(rng.uniform(*p.edge_feather_range))
-    alpha = np.clip((alpha - 0.5) * np.float32(max(scale, 1.0) / feather) + 0.5, 0.0, 1.0)
+    slope = max(1.0, max(scale, 1.0) / feather)
+    alpha = np.clip((alpha - 0.5) * np.float32(slope) + 0.5, 0.0, 1.0)
     roi_mask = alpha >= 0.5
 
     background = frame[ry0:ry1, rx0:rx1]
@@ -742,12 +790,9 @@ def _sensor_noise(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
         tile = np.tile(tile, reps)
     y0 = int(rng.integers(0, tile.shape[0] - h + 1))
     x0 = int(rng.integers(0, tile.shape[1] - w + 1))
+    flip = int(rng.integers(-1, 3))  # 2: as is; else cv2.flip's code (0 vertical, 1 horizontal, -1 both)
     window = tile[y0 : y0 + h, x0 : x0 + w]
-    if rng.random() < 0.5:
-        window = window[::-1]
-    if rng.random() < 0.5:
-        window = window[:, ::-1]
-    return np.ascontiguousarray(window)
+    return window.copy() if flip == 2 else cv2.flip(window, flip)
 
 
 def _camera(frame: np.ndarray, p: SceneParams, rng: np.random.Generator, info: dict[str, Any]) -> np.ndarray:
@@ -843,9 +888,7 @@ def _soft_shadow(alpha: np.ndarray, dx: float, dy: float, sigma: float) -> np.nd
     h, w = alpha.shape
     factor = max(1.0, sigma / 2.0)
     if factor > 1.0:
-        small = cv2.resize(
-            alpha, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA
-        )
+        small = cv2.resize(alpha, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
         fx, fy = small.shape[1] / w, small.shape[0] / h
     else:
         small, fx, fy = alpha, 1.0, 1.0

@@ -84,6 +84,56 @@ def cmd_search(args: argparse.Namespace, workspace: Workspace) -> int:
     return 1 if failed == len(results) else 0
 
 
+def cmd_crop(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.crop import crop_images
+
+    results = crop_images(
+        args.images, workspace=workspace, out_dir=args.out, overlay=args.overlay, config=_config(args, workspace)
+    )
+    if args.format == "json":
+        _print_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.query}: error: {r.error}")
+                continue
+            box = ", ".join(f"{v:.0f}" for v in r.box.as_list())
+            extra = f" -> {r.crop}" if r.crop else ""
+            print(f"{r.query}: box [{box}] confidence {r.confidence:.2f}{extra}")
+    return 1 if results and all(r.error for r in results) else 0
+
+
+def cmd_train_bbox(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.crop import train_bbox
+    from tiefwatch.evaluation import is_holdout
+    from tiefwatch.images import list_images
+
+    exclude: list[str] = []
+    if args.holdout and args.catalog:
+        exclude = [p.name for p in list_images(args.catalog) if is_holdout(p.name, args.holdout)]
+    summary = train_bbox(
+        args.catalog,
+        workspace=workspace,
+        config=_config(args, workspace),
+        backgrounds=args.backgrounds or (),
+        epochs=args.epochs,
+        samples=args.samples,
+        hand_boxes=args.boxes,
+        exclude=exclude,
+        resume=args.resume,
+        out=args.out,
+        show_progress=not args.quiet,
+    )
+    if args.format == "json":
+        _print_json(summary.as_dict())
+    else:
+        print(
+            f"crop model saved to {summary.model}: validation mean IoU {summary.best_val_mean_iou:.3f}, "
+            f"IoU≥0.5 {summary.best_val_iou_at_50:.1%} ({summary.samples} scenes, {summary.seconds:.0f}s)"
+        )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, workspace: Workspace) -> int:
     from tiefwatch.demo import run_demo
 
@@ -165,6 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-crop", action="store_true", help="embed the whole photo")
     p.add_argument("--no-rerank", action="store_true", help="keep the FAISS order")
     p.set_defaults(run=cmd_search)
+
+    p = verbs.add_parser("crop", help="find the watch in photos; write square crops and box overlays")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--out", type=Path, help="folder for crops (and overlays)")
+    p.add_argument("--overlay", action="store_true", help="also write each image with its box drawn")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(run=cmd_crop)
+
+    p = verbs.add_parser("train-bbox", help="train the crop model on scenes synthesised from a catalogue")
+    p.add_argument("catalog", type=Path, nargs="?", help="catalogue folder (default: built-in drawn watches)")
+    p.add_argument("--backgrounds", type=Path, action="append", help="folder of background photos (repeatable)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--samples", type=int, help="synthesised scenes (default: config train_bbox.samples)")
+    p.add_argument("--boxes", type=Path, help="CSV path,x0,y0,x1,y1 of hand-boxed photos to add")
+    p.add_argument("--holdout", type=float, default=0.0, help="keep this stable fraction of the catalogue out")
+    p.add_argument("--resume", action="store_true", help="continue from the workspace's checkpoint")
+    p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(run=cmd_train_bbox)
 
     p = verbs.add_parser("demo", help="the whole pipeline on a built-in catalogue of drawn watches")
     p.add_argument("--catalog-size", type=int, default=240)

@@ -65,6 +65,22 @@ class CropConfig:
     model: str = ""  # path to a crop model; empty = the workspace's own, else the packaged default
     min_confidence: float = 0.5  # below this the whole image is used, and the output says so
     pad: float = 0.08  # relative padding around the box before squaring it
+    input_size: int = 256  # the whole photo is letterboxed to this for the crop network
+
+
+@dataclass
+class TrainBboxConfig:
+    """``tiefwatch train-bbox``: synthesised scenes, frozen backbone, a small dense head."""
+
+    samples: int = 6000
+    epochs: int = 24
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    negative_fraction: float = 0.05
+    catalog_fraction: float = 0.15
+    seed: int = 0
 
 
 @dataclass
@@ -87,6 +103,7 @@ class Config:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     crop: CropConfig = field(default_factory=CropConfig)
+    train_bbox: TrainBboxConfig = field(default_factory=TrainBboxConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0

@@ -16,14 +16,24 @@ def _first_existing(*candidates: str | Path | None) -> Path | None:
     return None
 
 
-def load_cropper(config: Config, workspace: Workspace) -> Cropper | None:
-    """The configured crop model, else the workspace's, else None (whole images are embedded)."""
+def load_cropper(config: Config, workspace: Workspace, required: bool = False) -> Cropper | None:
+    """The configured crop model, else the workspace's own, else the one that ships with the package."""
+    from bbox.predict import DEFAULT_MODEL, BoxPredictor
+
     if config.crop.model and not Path(config.crop.model).exists():
         raise FileNotFoundError(f"crop.model {config.crop.model} does not exist")
-    path = _first_existing(config.crop.model, workspace.crop_model_path)
+    path = _first_existing(config.crop.model, workspace.crop_model_path, DEFAULT_MODEL)
     if path is None:
+        if required:
+            raise FileNotFoundError("no crop model: run `tiefwatch train-bbox` first")
         return None
-    raise NotImplementedError(f"crop models are not supported yet ({path})")
+    return BoxPredictor(
+        path,
+        device=config.embed.device,
+        engine=config.embed.engine,
+        cache_dir=workspace.cache_dir,
+        batch_size=config.embed.batch_size,
+    )
 
 
 def load_reranker(config: Config, workspace: Workspace) -> Reranker | None:

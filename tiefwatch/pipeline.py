@@ -14,15 +14,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from bbox.box import BoundingBox
+from bbox.predict import BoxPrediction
 from ranking.backbone import weights_fingerprint
 from ranking.features import Embedder
 from tiefwatch.config import Config
-
-
-@dataclass(frozen=True)
-class CropPrediction:
-    box: BoundingBox
-    confidence: float
 
 
 class Cropper(Protocol):
@@ -30,7 +25,7 @@ class Cropper(Protocol):
 
     fingerprint: str
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[CropPrediction]: ...
+    def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]: ...
 
 
 class Reranker(Protocol):

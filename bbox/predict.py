@@ -1,0 +1,85 @@
+"""Find the watch in photos with a trained crop network: boxes in original pixels and a confidence."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bbox.box import BoundingBox
+from bbox.model import CropHead, CropNet, CropNetSpec, CropTrunk, decode, letterbox, normalise
+from ranking.backbone import resolve_device, shared_backbone
+from ranking.engines import make_engine
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "crop_default.pt"
+
+
+@dataclass(frozen=True)
+class BoxPrediction:
+    box: BoundingBox  # in the input image's pixels
+    confidence: float  # the heatmap peak: ~1 for a clear watch, ~0 for none
+
+
+def build_net(spec: CropNetSpec, head_state: dict | None = None) -> CropNet:
+    """Trunk on the shared frozen backbone plus a (loaded) head."""
+    trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage)
+    with torch.no_grad():
+        c4, c5 = trunk.eval()(torch.zeros(1, 3, 64, 64))
+    head = CropHead(c4.shape[1], c5.shape[1], spec.width)
+    if head_state is not None:
+        head.load_state_dict(head_state)
+    return CropNet(trunk, head).eval()
+
+
+def checkpoint_bytes(head: CropHead, spec: CropNetSpec, meta: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"kind": "tiefwatch-crop", "spec": spec.as_dict(), "head": head.state_dict(), "meta": meta}, buffer)
+    return buffer.getvalue()
+
+
+class BoxPredictor:
+    """Loads a crop checkpoint once; ``predict`` takes any number of RGB images of any size."""
+
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_MODEL,
+        device: str = "auto",
+        engine: str = "auto",
+        cache_dir: Path | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        path = Path(path)
+        data = path.read_bytes()
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "tiefwatch-crop":
+            raise ValueError(f"{path} is not a tiefwatch crop model")
+        self.path = path
+        self.spec = CropNetSpec(**checkpoint["spec"])
+        self.meta = checkpoint.get("meta", {})
+        self.fingerprint = f"crop:{hashlib.sha256(data).hexdigest()[:16]}"
+        self.batch_size = batch_size
+        self.net = build_net(self.spec, checkpoint["head"])
+        self.engine = make_engine(
+            self.net, self.spec.input_size, resolve_device(device), engine, cache_dir, self.fingerprint
+        )
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
+        out: list[BoxPrediction] = []
+        size = self.spec.input_size
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            boxed = [letterbox(image, size) for image in chunk]
+            heat, boxes = self.engine(normalise(np.stack([b[0] for b in boxed])))
+            decoded, confidence = decode(heat, boxes)
+            for image, (_, scale, (ox, oy)), box, conf in zip(chunk, boxed, decoded, confidence, strict=True):
+                h, w = image.shape[:2]
+                x0, y0, x1, y1 = (box * size - np.array([ox, oy, ox, oy])) / scale
+                x0, x1 = sorted((float(np.clip(x0, 0, w)), float(np.clip(x1, 0, w))))
+                y0, y1 = sorted((float(np.clip(y0, 0, h)), float(np.clip(y1, 0, h))))
+                out.append(BoxPrediction(BoundingBox(x0, y0, x1, y1), float(conf)))
+        return out

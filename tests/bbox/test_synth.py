@@ -1,0 +1,318 @@
+"""Catalogue-to-photo simulator: product masks, backgrounds, and scenes whose box is exactly the pasted watch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bbox.box import BoundingBox
+from bbox.synth import (
+    PhotoSimulator,
+    Scene,
+    SceneParams,
+    builtin_backgrounds,
+    load_backgrounds,
+    procedural_clutter,
+    product_mask,
+    segment_product,
+    simulate_photo,
+)
+
+SHARED_CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/watch-catalog-dev"
+MAGENTA = (230, 40, 200)
+
+
+def draw_catalog_watch(size: int = 128, background: int = 255) -> np.ndarray:
+    """A watch on white as a shop photographs it: dark case ring around a *white* dial, straps above and below
+    (not touching the frame), a dark hand on the dial."""
+    image = np.full((size, size, 3), background, np.uint8)
+    c = size // 2
+    cv2.rectangle(image, (c - 12, 8), (c + 12, size - 9), (60, 40, 30), -1)  # strap
+    cv2.circle(image, (c, c), 34, (40, 40, 45), -1)  # case
+    cv2.circle(image, (c, c), 27, (252, 252, 250), -1)  # white dial, nearly the background colour
+    cv2.line(image, (c, c), (c + 15, c - 10), (20, 20, 20), 2)  # hand
+    return image
+
+
+def draw_elongated_product(size: int = 128) -> np.ndarray:
+    """A tall, thin dark product (aspect ~0.2), so rotating it must visibly change its box."""
+    image = np.full((size, size, 3), 255, np.uint8)
+    cv2.rectangle(image, (54, 10), (74, size - 11), (30, 30, 90), -1)
+    return image
+
+
+def quiet_params(**changes: object) -> SceneParams:
+    """Scene settings without distractors or shadow, for assertions about pixels."""
+    return replace(SceneParams(), distractor_prob=0.0, shadow_prob=0.0, **changes)
+
+
+# ------------------------------------------------------------------ product mask
+
+
+def test_product_mask_fills_the_white_dial_and_excludes_the_background() -> None:
+    image = draw_catalog_watch()
+    mask = product_mask(image)
+    assert mask.dtype == bool and mask.shape == (128, 128)
+    assert mask[64, 64 - 15]  # white dial pixel inside the case ring
+    assert mask[64 - 20 : 64 + 20, 64 - 20 : 64 + 20].all()  # the whole dial, not just its outline
+    assert not mask[:, :30].any() and not mask[:, 99:].any()  # white background beside the watch
+    assert not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+    box = BoundingBox.from_mask(mask)
+    assert box == BoundingBox(30, 8, 99, 120)  # strap top/bottom and case left/right edges
+
+
+def test_product_mask_survives_jpeg_noise() -> None:
+    ok, data = cv2.imencode(".jpg", draw_catalog_watch(), [cv2.IMWRITE_JPEG_QUALITY, 60])
+    assert ok
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    segmentation = segment_product(image)
+    assert segmentation.status == "product"
+    assert segmentation.mask[64, 49]  # dial still filled
+    clean = product_mask(draw_catalog_watch())
+    assert (segmentation.mask ^ clean).sum() < 0.05 * clean.sum()
+    assert segmentation.border_sides == ()
+
+
+def test_light_grey_studio_backdrop_is_still_a_plain_background() -> None:
+    segmentation = segment_product(draw_catalog_watch(background=228))
+    assert segmentation.status == "product"
+    assert segmentation.background_rgb == (228, 228, 228)
+    assert segmentation.mask[64, 64] and not segmentation.mask[5, 5]
+
+
+def test_photo_not_on_white_gets_the_whole_frame() -> None:
+    rng = np.random.default_rng(0)
+    photo = procedural_clutter(96, 128, rng)
+    segmentation = segment_product(photo)
+    assert segmentation.status == "not_on_plain_background"
+    assert not segmentation.on_plain_background
+    assert segmentation.mask.all()
+    assert product_mask(photo).all()
+
+
+def test_blank_image_is_reported_blank() -> None:
+    segmentation = segment_product(np.full((64, 64, 3), 255, np.uint8))
+    assert segmentation.status == "blank"
+    assert segmentation.mask.all()
+
+
+def test_product_mask_rejects_non_uint8() -> None:
+    with pytest.raises(TypeError):
+        product_mask(np.zeros((8, 8, 3), np.float32))
+
+
+# ------------------------------------------------------------------ backgrounds
+
+
+def test_builtin_backgrounds_are_rgb_cached_and_read_only() -> None:
+    pytest.importorskip("skimage", reason="scikit-image not installed: no bundled sample photos")
+    photos = builtin_backgrounds()
+    assert len(photos) >= 5
+    for photo in photos:
+        assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3
+        assert min(photo.shape[:2]) >= 256
+        assert not photo.flags.writeable
+    again = builtin_backgrounds()
+    assert again is not photos and all(a is b for a, b in zip(photos, again, strict=True))
+
+
+def test_load_backgrounds_reads_folders_recursively_and_skips_junk(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    (tmp_path / "sub").mkdir()
+    cv2.imwrite(str(tmp_path / "a.png"), procedural_clutter(64, 80, rng))
+    cv2.imwrite(str(tmp_path / "sub" / "b.JPG"), procedural_clutter(70, 50, rng))
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("ignore me")
+    photos = load_backgrounds([tmp_path], include_builtin=False)
+    assert [p.shape for p in photos] == [(64, 80, 3), (70, 50, 3)]
+    assert load_backgrounds([], include_builtin=False) == []
+
+
+def test_load_backgrounds_converts_to_rgb(tmp_path: Path) -> None:
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[..., 0] = 255  # RGB red
+    cv2.imwrite(str(tmp_path / "red.png"), cv2.cvtColor(red, cv2.COLOR_RGB2BGR))
+    (photo,) = load_backgrounds([tmp_path], include_builtin=False)
+    assert tuple(photo[0, 0]) == (255, 0, 0)
+
+
+def test_procedural_clutter_is_cluttered_and_deterministic() -> None:
+    a = procedural_clutter(120, 160, np.random.default_rng(3))
+    b = procedural_clutter(120, 160, np.random.default_rng(3))
+    c = procedural_clutter(120, 160, np.random.default_rng(4))
+    assert a.shape == (120, 160, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.reshape(-1, 3).std(axis=0).mean() > 8  # not a flat colour
+
+
+# ------------------------------------------------------------------ scenes
+
+
+def assert_scene_is_consistent(scene: Scene, params: SceneParams) -> None:
+    h, w = scene.image.shape[:2]
+    assert scene.image.dtype == np.uint8 and scene.image.shape[2] == 3
+    assert scene.mask.shape == (h, w) and scene.mask.dtype == bool and scene.mask.any()
+    assert scene.box == BoundingBox.from_mask(scene.mask)
+    assert params.long_side_range[0] <= max(h, w) <= params.long_side_range[1]
+    assert scene.box.x0 >= 0 and scene.box.y0 >= 0 and scene.box.x1 <= w and scene.box.y1 <= h
+    side = max(scene.box.width, scene.box.height)
+    low, high = params.watch_size_range
+    assert low * min(h, w) - 2 <= side <= high * min(h, w) + 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scene_box_is_the_tight_box_of_the_pasted_watch(seed: int) -> None:
+    params = SceneParams()
+    scene = PhotoSimulator(params=params, seed=seed)(draw_catalog_watch())
+    assert_scene_is_consistent(scene, params)
+
+
+def test_pasted_pixels_differ_from_the_background_inside_the_mask() -> None:
+    backdrop = np.full((400, 400, 3), MAGENTA, np.uint8)
+    params = quiet_params(background_defocus_prob=0.0, exposure_gain_range=(1.0, 1.0), color_cast=0.0)
+    for seed in range(4):
+        scene = PhotoSimulator(backgrounds=[backdrop], params=replace(params, photo_background_prob=1.0), seed=seed)(
+            draw_catalog_watch()
+        )
+        image = scene.image.astype(np.int16)
+        far = ~cv2.dilate(scene.mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        backdrop_colour = np.median(image[far], axis=0)
+        # the magenta backdrop survives the camera model as one colour away from the watch ...
+        assert np.abs(image[far] - backdrop_colour).max(axis=1).mean() < 20
+        # ... while nearly every pixel under the mask is the watch (dark case/strap or white dial), not it
+        differs = np.abs(image[scene.mask] - backdrop_colour).max(axis=1) > 60
+        assert differs.mean() > 0.97
+
+
+def test_nothing_changes_outside_the_watch_without_camera_effects() -> None:
+    """With shadow, distractors and the camera model switched off, only pixels at the watch may change:
+    the paste must not leave a faint rectangle around it (an alpha that is not 0 away from the product)."""
+    backdrop = np.full((300, 300, 3), MAGENTA, np.uint8)
+    params = quiet_params(
+        photo_background_prob=1.0,
+        background_defocus_prob=0.0,
+        exposure_gain_range=(1.0, 1.0),
+        color_cast=0.0,
+        gamma_range=(1.0, 1.0),
+        vignette_range=(0.0, 0.0),
+        light_gradient_range=(0.0, 0.0),
+        blur_prob=0.0,
+        motion_blur_prob=0.0,
+        noise_sigma_range=(0.0, 0.0),
+        jpeg_quality_range=(100, 100),
+    )
+    for seed in range(6):
+        scene = PhotoSimulator(backgrounds=[backdrop], params=params, seed=seed)(draw_catalog_watch())
+        near = cv2.dilate(scene.mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        deviation = np.abs(scene.image.astype(np.int16) - np.array(MAGENTA)).max(axis=2)
+        assert deviation[~near].max() <= 6, f"seed {seed}: background changed away from the watch"
+
+
+def test_configured_watch_size_is_respected() -> None:
+    params = quiet_params(watch_size_range=(0.5, 0.5), long_side_range=(400, 400))
+    for seed in range(5):
+        scene = PhotoSimulator(params=params, seed=seed)(draw_catalog_watch())
+        h, w = scene.image.shape[:2]
+        assert max(scene.box.width, scene.box.height) == pytest.approx(0.5 * min(h, w), abs=2.5)
+
+
+def test_rotation_changes_the_box_aspect_of_an_elongated_product() -> None:
+    product = draw_elongated_product()
+    upright = quiet_params(max_rotation_deg=0.0, perspective_jitter=0.0)
+    aspects = []
+    for seed in range(3):
+        box = PhotoSimulator(params=upright, seed=seed)(product).box
+        aspects.append(box.width / box.height)
+    assert max(aspects) < 0.3  # ~21 x 107 source pixels
+
+    tilted = quiet_params(max_rotation_deg=35.0, perspective_jitter=0.0)
+    checked = 0
+    for seed in range(12):
+        scene = PhotoSimulator(params=tilted, seed=seed)(product)
+        if abs(scene.params["rotation_deg"]) > 20:
+            assert scene.box.width / scene.box.height > 0.45
+            checked += 1
+    assert checked >= 2
+
+
+def test_same_seed_same_scene_and_different_seed_different_scene() -> None:
+    watch = draw_catalog_watch()
+    a = PhotoSimulator(seed=7)(watch)
+    b = PhotoSimulator(seed=7)(watch)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.box == b.box and a.params == b.params
+    c = simulate_photo(watch, np.random.default_rng(7))
+    d = simulate_photo(watch, np.random.default_rng(7))
+    np.testing.assert_array_equal(c.image, d.image)
+    e = PhotoSimulator(seed=8)(watch)
+    assert e.image.shape != a.image.shape or not np.array_equal(e.image, a.image)
+
+
+def test_simulator_sequence_is_reproducible() -> None:
+    watch = draw_catalog_watch()
+    first = PhotoSimulator(seed=11)
+    second = PhotoSimulator(seed=11)
+    for _ in range(3):
+        assert first(watch).box == second(watch).box
+
+
+def test_procedural_only_and_distractors_keep_the_box_exact() -> None:
+    params = replace(SceneParams(), distractor_prob=1.0, max_distractors=2)
+    simulator = PhotoSimulator(backgrounds=[], params=params, seed=2)
+    for _ in range(4):
+        scene = simulator(draw_catalog_watch())
+        assert scene.params["background"] == "procedural"
+        assert_scene_is_consistent(scene, params)
+
+
+def test_precomputed_mask_is_used() -> None:
+    watch = draw_catalog_watch()
+    scene = PhotoSimulator(seed=0)(watch, mask=product_mask(watch))
+    assert scene.params["catalog_status"] == "given"
+    assert scene.box == BoundingBox.from_mask(scene.mask)
+    with pytest.raises(ValueError):
+        PhotoSimulator(seed=0)(watch, mask=np.zeros((128, 128), bool))
+
+
+def test_catalogue_photo_not_on_white_is_pasted_whole() -> None:
+    photo = procedural_clutter(100, 80, np.random.default_rng(5))
+    scene = PhotoSimulator(params=quiet_params(max_rotation_deg=0.0, perspective_jitter=0.0), seed=1)(photo)
+    assert scene.params["catalog_status"] == "not_on_plain_background"
+    assert scene.box.width / scene.box.height == pytest.approx(0.8, abs=0.05)
+
+
+# ------------------------------------------------------------------ the real dev catalogue
+
+
+@pytest.fixture
+def real_catalog_photos() -> list[np.ndarray]:
+    if not SHARED_CATALOG.is_dir():
+        pytest.skip(f"shared dev catalogue not found at {SHARED_CATALOG}")
+    paths = sorted(SHARED_CATALOG.glob("*.jpg"))[:12]
+    if len(paths) < 12:
+        pytest.skip(f"shared dev catalogue at {SHARED_CATALOG} has fewer than 12 photos")
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+
+
+def test_real_catalogue_masks(real_catalog_photos: list[np.ndarray]) -> None:
+    untouched = 0
+    for photo in real_catalog_photos:
+        segmentation = segment_product(photo)
+        assert segmentation.status == "product"
+        assert 0.05 < segmentation.mask.mean() < 0.9  # found something, not the whole frame
+        # straps may run off the top/bottom of a catalogue photo, never off the sides of a typical one
+        assert "left" not in segmentation.border_sides and "right" not in segmentation.border_sides
+        untouched += not segmentation.border_sides
+    assert untouched >= 4
+
+
+def test_real_catalogue_scenes(real_catalog_photos: list[np.ndarray]) -> None:
+    simulator = PhotoSimulator(seed=0)
+    for photo in real_catalog_photos[:4]:
+        assert_scene_is_consistent(simulator(photo), simulator.params)

@@ -1,0 +1,615 @@
+"""``tiefwatch label``: a small local web tool where annotators add triplets for the similarity model.
+
+Like TiefVision's Similarity Editor it shows an anchor catalogue watch beside candidates from the current model's
+ranking; the annotator picks the one most like the anchor (near) and then any less alike (far). Unlike it, the tool
+chooses what to ask: anchors spread over the catalogue (least-labelled k-means cluster first) and, for each anchor,
+the stretch of its ranking where the model's scores are closest, i.e. where a human answer teaches the model most.
+Triplets go through ``TripletWriter``, so several annotators (and processes) can label into one CSV at once.
+
+The server reads only the index and the images the index names; everything else on disk stays out of reach.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import ipaddress
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import socket
+import sys
+import threading
+import time
+import webbrowser
+from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import faiss
+import numpy as np
+
+from tiefwatch.config import Config
+from tiefwatch.index import CatalogIndex
+from tiefwatch.models import load_reranker
+from tiefwatch.pipeline import Reranker
+from tiefwatch.triplets import Triplet, TripletWriter
+from tiefwatch.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+PAGE_PATH = Path(__file__).with_name("label_page.html")
+CANDIDATES_SHOWN = 8  # one screen: enough context to judge, few enough to take in at a glance
+NEIGHBOURS_SCANNED = 32  # how deep into the anchor's ranking the uncertain stretch is looked for
+MAX_CLUSTERS = 256
+LEASE_SECONDS = 300  # an anchor on someone's screen is not handed to another annotator for this long
+ANCHOR_TRIES = 64  # anchors examined per question before concluding nothing is left to ask
+MAX_BODY_BYTES = 4096
+THUMBNAIL_SIDE = 480
+THUMBNAIL_CACHE = 512
+MIN_TOKEN_LENGTH = 12
+TOKEN_HEADER = "X-Tiefwatch-Token"
+ANNOTATOR_PATTERN = re.compile(r"[\w .@-]{1,64}")  # no commas, quotes, formulas or control characters in the CSV
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+class RequestError(Exception):
+    """A request the tool refuses: answered with ``status`` and a JSON ``{"error": message}``, changing nothing."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class LabelState:
+    """What the CSV says so far, in index rows: who labelled how much, and which pairs each anchor was asked."""
+
+    per_anchor: np.ndarray
+    asked: dict[int, set[frozenset[int]]]
+    per_annotator: Counter[str]
+    total: int
+
+
+class LabelApp:
+    """Everything behind the HTTP handler: the index, the triplet writer, the model and the question chooser."""
+
+    def __init__(self, workspace: Workspace, config: Config, triplets_path: Path, token: str | None = None) -> None:
+        self.workspace = workspace
+        self.config = config
+        self.token = token
+        self.index = CatalogIndex.load(workspace.index_path, config)
+        if len(self.index) < 3:
+            raise ValueError(f"the index holds {len(self.index)} photos; a triplet needs at least 3")
+        self.root_real = os.path.realpath(self.index.root)
+        self.row_of = {entry.path: row for row, entry in enumerate(self.index.entries)}
+        self.writer = TripletWriter(triplets_path)
+        self.writer.sync()  # a file that is not a triplet CSV is refused now, not at the first click
+        self.cluster_of, self.centroid_rank = cluster_catalogue(self.index.vectors, config.seed)
+        self.cluster_sizes = np.maximum(np.bincount(self.cluster_of), 1)
+        self._lock = threading.Lock()
+        self._leases: dict[int, tuple[str, float]] = {}
+        self._skips: Counter[int] = Counter()
+        self._exhausted: set[int] = set()
+        self._thumbnails: OrderedDict[int, bytes] = OrderedDict()
+        self._model_lock = threading.Lock()
+        self._reranker: Reranker | None = None
+        self._model_key: tuple[Any, ...] | None = None
+        self.model_note = "raw features (cosine)"
+        self._page_template = PAGE_PATH.read_text(encoding="utf-8")
+
+    # -------------------------------------------------------------- model
+    def _model_files(self) -> list[Path]:
+        files = [self.workspace.similarity_model_path]
+        if self.config.rerank.model:
+            files.insert(0, Path(self.config.rerank.model))
+        return files
+
+    def refresh_model(self) -> None:
+        """Reload the similarity model when its file appears or changes, so training shows up without a restart."""
+        if not self.config.rerank.enabled:
+            self.model_note = "raw features (cosine; rerank disabled)"
+            return
+        key = tuple(_file_stamp(path) for path in self._model_files())
+        with self._model_lock:
+            if key == self._model_key:
+                return
+            self._model_key = key
+            try:
+                reranker = load_reranker(self.config, self.workspace)
+            except Exception as error:  # a half-written or unsupported model must not stop the labelling
+                log.warning("similarity model not loaded, keeping %s: %s", self.model_note, error)
+                return
+            self._reranker = reranker
+            self.model_note = (
+                "raw features (cosine)" if reranker is None else f"similarity model {reranker.fingerprint}"
+            )
+            self._exhausted.clear()  # a new ranking opens new uncertain pairs
+            log.info("labelling now ranks with %s", self.model_note)
+
+    def model_scores(self, anchor: int, candidates: np.ndarray) -> np.ndarray:
+        """The current model's similarity of each candidate row to the anchor row."""
+        self.refresh_model()
+        query = self.index.vectors[anchor]
+        reranker = self._reranker
+        if reranker is not None:
+            return np.asarray(reranker.score(query, self.index.vectors[candidates]), dtype=np.float32)
+        return self.index.vectors[candidates] @ query
+
+    # -------------------------------------------------------------- labels so far
+    def entry_row(self, path: str) -> int | None:
+        """The index row a CSV or request path names (relative to the catalogue root, or absolute inside it)."""
+        row = self.row_of.get(path)
+        if row is None and os.path.isabs(path):
+            relative = os.path.relpath(path, self.index.root)
+            row = self.row_of.get(Path(relative).as_posix()) if not relative.startswith("..") else None
+        return row
+
+    def label_state(self) -> LabelState:
+        self.writer.sync()
+        per_anchor = np.zeros(len(self.index), np.float64)
+        asked: dict[int, set[frozenset[int]]] = defaultdict(set)
+        per_annotator: Counter[str] = Counter()
+        triplets = self.writer.triplets
+        for triplet in triplets:
+            per_annotator[triplet.annotator] += 1
+            rows = [self.entry_row(path) for path in triplet.key]
+            if rows[0] is None:
+                continue
+            per_anchor[rows[0]] += 1
+            if rows[1] is not None and rows[2] is not None:
+                asked[rows[0]].add(frozenset(rows[1:]))
+        return LabelState(per_anchor, asked, per_annotator, len(triplets))
+
+    # -------------------------------------------------------------- choosing questions
+    def anchor_order(self, state: LabelState) -> np.ndarray:
+        """Least-labelled cluster (per member) first, then its least-labelled or -skipped anchor, nearest the centroid
+        first: every photo is an anchor once before any is asked again, and the clusters take turns."""
+        with self._lock:
+            skips = np.zeros(len(self.index))
+            for row, count in self._skips.items():
+                skips[row] = count
+        load = state.per_anchor + skips
+        clusters = int(self.cluster_of.max()) + 1
+        cluster_load = np.bincount(self.cluster_of, weights=load, minlength=clusters) / self.cluster_sizes
+        return np.lexsort((self.centroid_rank, load, cluster_load[self.cluster_of]))
+
+    def candidates_for(self, anchor: int, asked: set[frozenset[int]]) -> list[int] | None:
+        """The ``CANDIDATES_SHOWN`` consecutive neighbours with the closest model scores that still hold an unasked
+        pair; None when every pair near this anchor was asked."""
+        depth = min(NEIGHBOURS_SCANNED + 1, len(self.index))
+        _, found = self.index.search(self.index.vectors[anchor][None, :], depth)
+        rows = np.array([row for row in found[0] if row >= 0 and row != anchor][:NEIGHBOURS_SCANNED], np.int64)
+        if len(rows) < 2:
+            return None
+        scores = self.model_scores(anchor, rows)
+        order = np.argsort(-scores, kind="stable")
+        rows, scores = rows[order], scores[order]
+        width = min(CANDIDATES_SHOWN, len(rows))
+        best: tuple[float, int] | None = None
+        for start in range(len(rows) - width + 1):
+            window = rows[start : start + width]
+            if all(frozenset(pair) in asked for pair in itertools.combinations(window.tolist(), 2)):
+                continue
+            spread = float(scores[start] - scores[start + width - 1])
+            if best is None or spread < best[0]:
+                best = (spread, start)
+        if best is None:
+            return None
+        return rows[best[1] : best[1] + width].tolist()
+
+    def next_question(self, annotator: str) -> dict[str, Any]:
+        state = self.label_state()
+        now = time.monotonic()
+        with self._lock:
+            self._leases = {
+                row: lease for row, lease in self._leases.items() if lease[1] > now and lease[0] != annotator
+            }
+            leased, exhausted = set(self._leases), set(self._exhausted)
+        order = [row for row in self.anchor_order(state).tolist() if row not in exhausted]
+        # Anchors on another annotator's screen come last: better asked twice than telling someone to stop.
+        order = [row for row in order if row not in leased] + [row for row in order if row in leased]
+        for anchor in order[:ANCHOR_TRIES]:
+            asked = state.asked.get(anchor, set())
+            candidates = self.candidates_for(anchor, asked)
+            if candidates is None:
+                with self._lock:
+                    self._exhausted.add(anchor)
+                continue
+            with self._lock:
+                self._leases[anchor] = (annotator, now + LEASE_SECONDS)
+            display = candidates[:]
+            random.Random(f"{anchor}:{state.total}:{annotator}").shuffle(display)  # no position bias from the ranking
+            shown = set(display)
+            return {
+                "done": False,
+                "anchor": self.describe(anchor),
+                "candidates": [self.describe(row) for row in display],
+                "asked": [[self.index.entries[row].path for row in sorted(pair)] for pair in asked if pair <= shown],
+                **self.counts(state, annotator),
+            }
+        finished = len(order) <= ANCHOR_TRIES
+        message = (
+            "Nothing left to ask: every pair near every anchor has an answer."
+            if finished
+            else "Almost every nearby pair has an answer; press Space to look further."
+        )
+        return {"done": finished, "retry": not finished, "message": message, **self.counts(state, annotator)}
+
+    def describe(self, row: int) -> dict[str, Any]:
+        return {"path": self.index.entries[row].path, "image": f"/image/{row}"}
+
+    def counts(self, state: LabelState, annotator: str) -> dict[str, Any]:
+        return {
+            "counts": {"you": state.per_annotator.get(annotator, 0), "total": state.total},
+            "model": self.model_note,
+            "catalogue": len(self.index),
+        }
+
+    # -------------------------------------------------------------- actions
+    def submit(self, annotator: str, anchor: str, near: str, far: str) -> dict[str, Any]:
+        rows = [self.entry_row(path) for path in (anchor, near, far)]
+        unknown = [path for path, row in zip((anchor, near, far), rows, strict=True) if row is None]
+        if unknown:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"not a catalogue image of this index: {unknown[0]!r}")
+        if len(set(rows)) < 3:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "anchor, near and far must be three different images")
+        paths = [self.index.entries[row].path for row in rows]  # type: ignore[index]
+        written = self.writer.append(Triplet(*paths, annotator=annotator))
+        state = self.label_state()
+        return {"ok": True, "written": written, **self.counts(state, annotator)}
+
+    def undo(self, annotator: str) -> dict[str, Any]:
+        removed = self.writer.remove_last(annotator)
+        with self._lock:
+            self._exhausted.clear()  # the undone pair can be asked again
+        state = self.label_state()
+        gone = None if removed is None else {"anchor": removed.anchor, "near": removed.near, "far": removed.far}
+        return {"ok": True, "removed": gone, **self.counts(state, annotator)}
+
+    def skip(self, annotator: str, anchor: str) -> dict[str, Any]:
+        """An anchor the annotator passed on goes to the back of the queue (in memory; nothing is written)."""
+        row = self.entry_row(anchor)
+        if row is None:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"not a catalogue image of this index: {anchor!r}")
+        with self._lock:
+            self._skips[row] += 1
+            if self._leases.get(row, ("", 0.0))[0] == annotator:
+                del self._leases[row]
+        return {"ok": True}
+
+    # -------------------------------------------------------------- files served
+    def page(self, nonce: str) -> bytes:
+        return self._page_template.replace("__NONCE__", nonce).encode("utf-8")
+
+    def image(self, row: int) -> bytes:
+        """A JPEG thumbnail of one index entry, only if its real path is inside the catalogue root."""
+        if not 0 <= row < len(self.index):
+            raise RequestError(HTTPStatus.NOT_FOUND, "no such catalogue image")
+        with self._lock:
+            cached = self._thumbnails.get(row)
+            if cached is not None:
+                self._thumbnails.move_to_end(row)
+                return cached
+        real = os.path.realpath(os.path.join(self.index.root, self.index.entries[row].path))
+        if os.path.commonpath([real, self.root_real]) != self.root_real or real == self.root_real:
+            raise RequestError(HTTPStatus.FORBIDDEN, "that catalogue entry points outside the catalogue folder")
+        if not os.path.isfile(real):
+            raise RequestError(HTTPStatus.NOT_FOUND, "catalogue image missing on disk; re-run `tiefwatch index`")
+        data = make_thumbnail(Path(real))
+        with self._lock:
+            self._thumbnails[row] = data
+            while len(self._thumbnails) > THUMBNAIL_CACHE:
+                self._thumbnails.popitem(last=False)
+        return data
+
+
+def make_thumbnail(path: Path, side: int = THUMBNAIL_SIDE) -> bytes:
+    """Catalogue photos can be large; a few hundred pixels is all a judgement needs and keeps the page fast."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            if image.mode in ("RGBA", "LA", "P"):
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image)
+            image = image.convert("RGB")
+            image.thumbnail((side, side))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=88)
+    except (OSError, ValueError) as error:
+        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"unreadable image: {error}") from error
+    return buffer.getvalue()
+
+
+def cluster_catalogue(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k-means over the index vectors (about sqrt(N) clusters): the cluster of each row and its rank by distance
+    to its centroid within the cluster, so anchors can be drawn in turn from every kind of watch in the catalogue."""
+    count = len(vectors)
+    clusters = int(min(MAX_CLUSTERS, max(1, round(np.sqrt(count)))))
+    if count <= 3 or clusters == 1:
+        return np.zeros(count, np.int64), np.arange(count)
+    kmeans = faiss.Kmeans(vectors.shape[1], clusters, niter=12, seed=seed, spherical=True, verbose=False)
+    kmeans.cp.min_points_per_centroid = 1
+    kmeans.cp.max_points_per_centroid = 64  # train on a sample: seconds even for 100k photos on two cores
+    kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    distances, assigned = kmeans.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    cluster_of = assigned[:, 0].astype(np.int64)
+    order = np.lexsort((distances[:, 0], cluster_of))
+    first_of_cluster = np.searchsorted(cluster_of[order], cluster_of[order])
+    centroid_rank = np.empty(count, np.int64)
+    centroid_rank[order] = np.arange(count) - first_of_cluster
+    return cluster_of, centroid_rank
+
+
+# ---------------------------------------------------------------------------- HTTP
+class LabelRequestHandler(BaseHTTPRequestHandler):
+    """Routes, validation and security checks; every refusal is a 4xx that changes nothing."""
+
+    server: LabelServer
+    server_version = "tiefwatch-label"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def _refuse_method(self) -> None:
+        self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method not allowed"}, {"Allow": "GET, POST"})
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse_method
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # -------------------------------------------------------------- dispatch
+    def _handle(self, method: str) -> None:
+        app = self.server.app
+        try:
+            url = urlsplit(self.path)
+            query = parse_qs(url.query, keep_blank_values=True, max_num_fields=16)
+            self._check_access(app, query)
+            route = (method, url.path)
+            if route in (("GET", "/"), ("GET", "/index.html")):
+                self._send_page(app)
+            elif method == "GET" and re.fullmatch(r"/image/[0-9]{1,9}", url.path):
+                self._send_image(app, int(url.path.rsplit("/", 1)[1]))
+            elif route == ("GET", "/image"):
+                row = app.row_of.get(_single(query, "path"))  # exact index paths only; nothing is joined or resolved
+                if row is None:
+                    raise RequestError(HTTPStatus.NOT_FOUND, "no such catalogue image")
+                self._send_image(app, row)
+            elif route == ("GET", "/api/next"):
+                self._send_json(HTTPStatus.OK, app.next_question(_annotator(_single(query, "annotator"))))
+            elif route == ("POST", "/api/triplet"):
+                body = self._read_json()
+                fields = [_text_field(body, name) for name in ("anchor", "near", "far")]
+                self._send_json(HTTPStatus.OK, app.submit(_annotator(body.get("annotator")), *fields))
+            elif route == ("POST", "/api/undo"):
+                self._send_json(HTTPStatus.OK, app.undo(_annotator(self._read_json().get("annotator"))))
+            elif route == ("POST", "/api/skip"):
+                body = self._read_json()
+                self._send_json(HTTPStatus.OK, app.skip(_annotator(body.get("annotator")), _text_field(body, "anchor")))
+            elif url.path in ("/", "/index.html", "/image", "/api/next", "/api/triplet", "/api/undo", "/api/skip"):
+                raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
+            else:
+                raise RequestError(HTTPStatus.NOT_FOUND, "not found")
+        except RequestError as error:
+            if method != "GET":
+                self.close_connection = True  # an unread or refused body must not be taken for the next request
+            self._send_json(error.status, {"error": error.message})
+        except Exception:
+            log.exception("labelling request %s %s failed", method, self.path)
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error; see the server log"})
+
+    def _check_access(self, app: LabelApp, query: dict[str, list[str]]) -> None:
+        """Token when one is set; otherwise a loopback Host header (no DNS rebinding); no foreign Origin."""
+        if app.token is not None:
+            given = self.headers.get(TOKEN_HEADER) or (query.get("token") or [""])[0]
+            if not hmac.compare_digest(given.encode("utf-8"), app.token.encode("utf-8")):
+                raise RequestError(HTTPStatus.UNAUTHORIZED, "missing or wrong token")
+        else:
+            host = _host_name(self.headers.get("Host", ""))
+            if host not in LOOPBACK_NAMES:
+                raise RequestError(HTTPStatus.FORBIDDEN, "this tool answers only to localhost")
+        origin = self.headers.get("Origin")
+        if origin and origin != "null" and urlsplit(origin).netloc.lower() != self.headers.get("Host", "").lower():
+            raise RequestError(HTTPStatus.FORBIDDEN, "cross-origin requests are refused")
+
+    def _read_json(self) -> dict[str, Any]:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not a chunked body")
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            self.close_connection = True
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
+        try:
+            length = int(length_header)
+        except ValueError:
+            self.close_connection = True
+            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
+        if length < 0:
+            self.close_connection = True
+            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is not read; the connection cannot be reused
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
+        raw = self.rfile.read(length)
+        if content_type != "application/json":
+            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
+        return body
+
+    # -------------------------------------------------------------- responses
+    def _send_page(self, app: LabelApp) -> None:
+        nonce = secrets.token_urlsafe(16)
+        policy = (
+            "default-src 'none'; img-src 'self'; connect-src 'self'; "
+            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+        self._send(HTTPStatus.OK, app.page(nonce), "text/html; charset=utf-8", {"Content-Security-Policy": policy})
+
+    def _send_image(self, app: LabelApp, row: int) -> None:
+        self._send(HTTPStatus.OK, app.image(row), "image/jpeg", {"Cache-Control": "private, max-age=3600"})
+
+    def _send_json(self, status: HTTPStatus, data: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(data).encode("utf-8")
+        self._send(status, body, "application/json", {"Cache-Control": "no-store", **(headers or {})})
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")  # the token may be in the page's URL
+        self.send_header("X-Frame-Options", "DENY")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class LabelServer(ThreadingHTTPServer):
+    """One thread per request; ``app`` holds the shared state."""
+
+    daemon_threads = True
+    app: LabelApp
+
+
+def _single(query: dict[str, list[str]], name: str) -> str:
+    values = query.get(name)
+    if not values or len(values) != 1:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"query parameter {name!r} required once")
+    return values[0]
+
+
+def _text_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"field {name!r} must be a non-empty string")
+    return value
+
+
+def _annotator(value: Any) -> str:
+    if not isinstance(value, str) or not ANNOTATOR_PATTERN.fullmatch(value.strip()):
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, "annotator must be 1-64 letters, digits, spaces or . @ - _ (no commas or quotes)"
+        )
+    return value.strip()
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _file_stamp(path: Path) -> tuple[str, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------- entry points
+def make_server(
+    workspace: Workspace,
+    config: Config,
+    triplets_path: Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+) -> tuple[LabelServer, LabelApp]:
+    """A bound (not yet serving) labelling server and its app; ``port=0`` picks a free port.
+
+    Refuses a non-loopback ``host`` without a token: anyone on the network could otherwise write labels.
+    """
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the token must be at least {MIN_TOKEN_LENGTH} characters")
+    if token is None and not is_loopback(host):
+        raise ValueError(
+            f"binding to {host} exposes the labelling tool to the network; give a token, e.g. "
+            f"--token {secrets.token_urlsafe(18)}"
+        )
+    app = LabelApp(workspace, config, Path(triplets_path), token=token)
+    server_class = LabelServer
+    if ":" in host.strip("[]"):
+        server_class = type("LabelServer6", (LabelServer,), {"address_family": socket.AF_INET6})
+    server = server_class((host.strip("[]"), port), LabelRequestHandler)
+    server.app = app
+    return server, app
+
+
+def server_url(server: LabelServer, app: LabelApp) -> str:
+    host, port = server.server_address[:2]
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname()
+    host = f"[{host}]" if ":" in str(host) else host
+    suffix = f"/?token={app.token}" if app.token else "/"
+    return f"http://{host}:{port}{suffix}"
+
+
+def serve_labelling(
+    workspace: Workspace,
+    config: Config,
+    triplets_path: Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    open_browser: bool = False,
+    ready: threading.Event | None = None,
+) -> None:
+    """Serve the labelling page until interrupted (Ctrl-C); ``ready`` is set once requests are accepted."""
+    server, app = make_server(workspace, config, triplets_path, host=host, port=port, token=token)
+    url = server_url(server, app)
+    print(
+        f"labelling {len(app.index)} catalogue photos into {triplets_path} ({len(app.writer)} triplets so far)\n"
+        f"open {url}   (Ctrl-C stops; every saved triplet is already on disk)",
+        file=sys.stderr,
+    )
+    if open_browser:
+        webbrowser.open(url)
+    if ready is not None:
+        ready.set()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,1 @@
+"""Benchmark, training and labelling scripts built on the library."""
