@@ -28,6 +28,8 @@ class CropNetSpec:
     input_size: int = 256
     width: int = 64
     c4_stage: int = 4  # timm block index whose output is the stride-16 map
+    c3_stage: int = -1  # block index of a stride-8 map folded into the 16x16 grid (-1: none)
+    tower_layers: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -51,30 +53,39 @@ def normalise(images: np.ndarray) -> np.ndarray:
 
 
 class CropTrunk(nn.Module):
-    """The backbone up to its last feature map, also returning the stride-16 stage."""
+    """The backbone up to its last feature map, also returning the stride-16 stage (and a stride-8 one folded
+    into the stride-16 grid by space-to-depth, when ``c3_stage`` is set: small watches need the detail)."""
 
-    def __init__(self, backbone: nn.Module, c4_stage: int = 4) -> None:
+    def __init__(self, backbone: nn.Module, c4_stage: int = 4, c3_stage: int = -1) -> None:
         super().__init__()
         self.stem = nn.Sequential(backbone.conv_stem, backbone.bn1)
-        self.early = backbone.blocks[: c4_stage + 1]
+        self.with_c3 = c3_stage >= 0
+        split = c3_stage + 1 if self.with_c3 else c4_stage + 1
+        self.early = backbone.blocks[:split]
+        self.middle = backbone.blocks[split : c4_stage + 1]
         self.late = backbone.blocks[c4_stage + 1 :]
         self.head = nn.Sequential(backbone.conv_head, backbone.bn2)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c4 = self.early(self.stem(images))
-        return c4, self.head(self.late(c4))
+        early = self.early(self.stem(images))
+        c4 = self.middle(early)
+        c5 = self.head(self.late(c4))
+        if self.with_c3:
+            c4 = torch.cat([c4, F.pixel_unshuffle(early, 2)], dim=1)
+        return c4, c5
 
 
 class CropHead(nn.Module):
     """Fuses the two maps and predicts a centre heatmap and side distances per cell."""
 
-    def __init__(self, c4_channels: int = 120, c5_channels: int = 1280, width: int = 64) -> None:
+    def __init__(self, c4_channels: int = 120, c5_channels: int = 1280, width: int = 64, tower_layers: int = 1) -> None:
         super().__init__()
         self.lateral4 = nn.Conv2d(c4_channels, width, 1)
         self.lateral5 = nn.Conv2d(c5_channels, width, 1)
-        self.tower = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-        )
+        layers: list[nn.Module] = []
+        for _ in range(tower_layers):
+            layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        self.tower = nn.Sequential(*layers)
         self.heat = nn.Conv2d(width, 1, 3, padding=1)
         self.sides = nn.Conv2d(width, 4, 3, padding=1)
         nn.init.constant_(self.heat.bias, -4.0)  # start by believing most cells are background

@@ -27,10 +27,10 @@ class BoxPrediction:
 
 def build_net(spec: CropNetSpec, head_state: dict | None = None) -> CropNet:
     """Trunk on the shared frozen backbone plus a (loaded) head."""
-    trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage)
+    trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage, spec.c3_stage)
     with torch.no_grad():
         c4, c5 = trunk.eval()(torch.zeros(1, 3, 64, 64))
-    head = CropHead(c4.shape[1], c5.shape[1], spec.width)
+    head = CropHead(c4.shape[1], c5.shape[1], spec.width, spec.tower_layers)
     if head_state is not None:
         head.load_state_dict(head_state)
     return CropNet(trunk, head).eval()
@@ -52,6 +52,8 @@ class BoxPredictor:
         engine: str = "auto",
         cache_dir: Path | None = None,
         batch_size: int = 16,
+        refine: bool = False,
+        refine_pad: float = 0.3,
     ) -> None:
         path = Path(path)
         data = path.read_bytes()
@@ -63,12 +65,34 @@ class BoxPredictor:
         self.meta = checkpoint.get("meta", {})
         self.fingerprint = f"crop:{hashlib.sha256(data).hexdigest()[:16]}"
         self.batch_size = batch_size
+        self.refine = refine
+        self.refine_pad = refine_pad
         self.net = build_net(self.spec, checkpoint["head"])
         self.engine = make_engine(
             self.net, self.spec.input_size, resolve_device(device), engine, cache_dir, self.fingerprint
         )
 
     def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
+        """One box per image; with ``refine`` a second look at a zoomed square around the first box."""
+        first = self._predict_once(images)
+        if not self.refine:
+            return first
+        regions, crops = [], []
+        for image, prediction in zip(images, first, strict=True):
+            h, w = image.shape[:2]
+            region = prediction.box.to_square(pad=self.refine_pad, w=w, h=h)
+            regions.append(region)
+            crops.append(region.crop(image))
+        second = self._predict_once(crops)
+        out = []
+        for image, prediction, region, zoomed in zip(images, first, regions, second, strict=True):
+            h, w = image.shape[:2]
+            box = zoomed.box
+            moved = BoundingBox(box.x0 + region.x0, box.y0 + region.y0, box.x1 + region.x0, box.y1 + region.y0)
+            out.append(BoxPrediction(moved.clip(w, h), prediction.confidence))
+        return out
+
+    def _predict_once(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
         out: list[BoxPrediction] = []
         size = self.spec.input_size
         for start in range(0, len(images), self.batch_size):

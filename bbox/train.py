@@ -17,7 +17,7 @@ import torch
 from bbox.box import BoundingBox
 from bbox.model import CropHead, CropNetSpec, CropTrunk, crop_loss, decode, letterbox, normalise
 from bbox.synth import PhotoSimulator, procedural_clutter, segment_product
-from ranking.backbone import shared_backbone
+from ranking.backbone import shared_backbone, weights_fingerprint
 from ranking.engines import make_engine
 
 
@@ -135,8 +135,15 @@ def extract_features(
     progress: Callable[[int], None] | None = None,
 ) -> CachedFeatures:
     """Run the frozen trunk once over every scene; keep the two feature maps in float16."""
-    trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage).eval()
-    runner = make_engine(trunk, spec.input_size, torch.device("cpu"), engine, cache_dir, f"crop-trunk:{spec}")
+    trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage, spec.c3_stage).eval()
+    runner = make_engine(
+        trunk,
+        spec.input_size,
+        torch.device("cpu"),
+        engine,
+        cache_dir,
+        f"crop-trunk:{weights_fingerprint(spec.backbone)}:{spec}",
+    )
     c4s, c5s, boxes, present = [], [], [], []
     images: list[np.ndarray] = []
 
@@ -169,7 +176,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def new_head(features: CachedFeatures, spec: CropNetSpec) -> CropHead:
-    return CropHead(features.c4.shape[1], features.c5.shape[1], spec.width)
+    return CropHead(features.c4.shape[1], features.c5.shape[1], spec.width, spec.tower_layers)
 
 
 @torch.no_grad()

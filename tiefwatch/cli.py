@@ -134,6 +134,23 @@ def cmd_train_bbox(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace, workspace: Workspace) -> int:
+    import os
+
+    from tiefwatch.label import serve_labelling
+
+    serve_labelling(
+        workspace,
+        _config(args, workspace),
+        args.triplets,
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get("TIEFWATCH_LABEL_TOKEN"),
+        open_browser=args.open,
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, workspace: Workspace) -> int:
     from tiefwatch.demo import run_demo
 
@@ -235,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(run=cmd_train_bbox)
 
+    p = verbs.add_parser("label", help="web page where annotators add triplets (anchor, near, far)")
+    p.add_argument("--triplets", type=Path, default=Path("triplets.csv"), help="CSV to append to")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (a token is required off loopback)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", help="access token (or $TIEFWATCH_LABEL_TOKEN)")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.set_defaults(run=cmd_label)
+
     p = verbs.add_parser("demo", help="the whole pipeline on a built-in catalogue of drawn watches")
     p.add_argument("--catalog-size", type=int, default=240)
     p.add_argument("--queries", type=int, default=6)
@@ -257,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace, Workspace], int] = args.run
     try:
         return run(args, workspace)
-    except (CliError, ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (CliError, ConfigError, OSError, ValueError, RuntimeError) as error:
         print(f"tiefwatch {args.verb}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

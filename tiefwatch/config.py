@@ -66,6 +66,9 @@ class CropConfig:
     min_confidence: float = 0.5  # below this the whole image is used, and the output says so
     pad: float = 0.08  # relative padding around the box before squaring it
     input_size: int = 256  # the whole photo is letterboxed to this for the crop network
+    detail_stage: int = 2  # backbone block folded in at stride 8 for small watches (-1: none); train-bbox only
+    tower_layers: int = 2  # head depth; train-bbox only (a model records its own)
+    refine: bool = False  # a second pass on a zoomed square around the first box (measured in benchmarks.md)
 
 
 @dataclass

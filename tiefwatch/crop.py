@@ -177,7 +177,12 @@ def train_bbox(
         settings.epochs = epochs
     if samples is not None:
         settings.samples = samples
-    spec = CropNetSpec(backbone=config.backbone.name, input_size=config.crop.input_size)
+    spec = CropNetSpec(
+        backbone=config.backbone.name,
+        input_size=config.crop.input_size,
+        c3_stage=config.crop.detail_stage,
+        tower_layers=config.crop.tower_layers,
+    )
     checkpoint_path = workspace.models_dir / "crop.ckpt"
     model_path = Path(out) if out else workspace.crop_model_path
 

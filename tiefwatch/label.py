@@ -133,7 +133,8 @@ class LabelApp:
             self.model_note = (
                 "raw features (cosine)" if reranker is None else f"similarity model {reranker.fingerprint}"
             )
-            self._exhausted.clear()  # a new ranking opens new uncertain pairs
+            with self._lock:
+                self._exhausted.clear()  # a new ranking opens new uncertain pairs
             log.info("labelling now ranks with %s", self.model_note)
 
     def model_scores(self, anchor: int, candidates: np.ndarray) -> np.ndarray:
@@ -172,8 +173,9 @@ class LabelApp:
 
     # -------------------------------------------------------------- choosing questions
     def anchor_order(self, state: LabelState) -> np.ndarray:
-        """Least-labelled cluster (per member) first, then its least-labelled or -skipped anchor, nearest the centroid
-        first: every photo is an anchor once before any is asked again, and the clusters take turns."""
+        """Photos never asked first; among them (and later among all) the cluster with the fewest labels per member,
+        then its least-labelled or -skipped photo, nearest the centroid first: clusters take turns, and every photo
+        is an anchor once before any is asked again."""
         with self._lock:
             skips = np.zeros(len(self.index))
             for row, count in self._skips.items():
@@ -181,7 +183,7 @@ class LabelApp:
         load = state.per_anchor + skips
         clusters = int(self.cluster_of.max()) + 1
         cluster_load = np.bincount(self.cluster_of, weights=load, minlength=clusters) / self.cluster_sizes
-        return np.lexsort((self.centroid_rank, load, cluster_load[self.cluster_of]))
+        return np.lexsort((self.centroid_rank, load, cluster_load[self.cluster_of], load > 0))
 
     def candidates_for(self, anchor: int, asked: set[frozenset[int]]) -> list[int] | None:
         """The ``CANDIDATES_SHOWN`` consecutive neighbours with the closest model scores that still hold an unasked
@@ -361,6 +363,7 @@ class LabelRequestHandler(BaseHTTPRequestHandler):
     server_version = "tiefwatch-label"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may stall (a body that never comes) before its thread gives up
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -381,7 +384,10 @@ class LabelRequestHandler(BaseHTTPRequestHandler):
         app = self.server.app
         try:
             url = urlsplit(self.path)
-            query = parse_qs(url.query, keep_blank_values=True, max_num_fields=16)
+            try:
+                query = parse_qs(url.query, keep_blank_values=True, max_num_fields=16)
+            except ValueError:
+                raise RequestError(HTTPStatus.BAD_REQUEST, "too many query parameters") from None
             self._check_access(app, query)
             route = (method, url.path)
             if route in (("GET", "/"), ("GET", "/index.html")):
@@ -571,7 +577,10 @@ def make_server(
     server_class = LabelServer
     if ":" in host.strip("[]"):
         server_class = type("LabelServer6", (LabelServer,), {"address_family": socket.AF_INET6})
-    server = server_class((host.strip("[]"), port), LabelRequestHandler)
+    try:
+        server = server_class((host.strip("[]"), port), LabelRequestHandler)
+    except OSError as error:
+        raise RuntimeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
     server.app = app
     return server, app
 

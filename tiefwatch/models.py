@@ -33,6 +33,7 @@ def load_cropper(config: Config, workspace: Workspace, required: bool = False) -
         engine=config.embed.engine,
         cache_dir=workspace.cache_dir,
         batch_size=config.embed.batch_size,
+        refine=config.crop.refine,
     )
 
 

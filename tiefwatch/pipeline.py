@@ -80,6 +80,7 @@ class Pipeline:
             "weights": weights_fingerprint(self.config.backbone.name),
             "crop_model": self.cropper.fingerprint if self.cropper is not None else None,
             "crop_pad": self.config.crop.pad if self.cropper is not None else None,
+            "crop_refine": self.config.crop.refine if self.cropper is not None else None,
         }
 
     def frame(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[Framing]]:

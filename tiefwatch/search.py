@@ -92,11 +92,8 @@ class Searcher:
     def _comparable(self, signature: dict[str, Any]) -> dict[str, Any]:
         """``--no-crop`` changes how the query is framed, not how the catalogue was: compare the rest."""
         if self.pipeline.cropper is None:
-            return {
-                **signature,
-                "crop_model": self.index.signature.get("crop_model"),
-                "crop_pad": self.index.signature.get("crop_pad"),
-            }
+            framing_keys = ("crop_model", "crop_pad", "crop_refine")
+            return {**signature, **{key: self.index.signature.get(key) for key in framing_keys}}
         return signature
 
     def search_images(self, images: Sequence[np.ndarray], names: Sequence[str], k: int) -> list[QueryResult]:

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--crop-model", type=Path, help="crop model to use (default: workspace's, else packaged)")
     parser.add_argument("--no-crop", action="store_true", help="measure the pipeline without the crop stage")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--section", default="retrieval", help="docs/benchmarks.md section to (re)write")
     args = parser.parse_args(argv)
     if not args.catalog.is_dir():
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python tools/bench_retrieval.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
     workspace = Workspace(args.workspace or Path(tempfile.mkdtemp(prefix="tiefwatch-bench-")))
-    overrides = []
+    overrides = list(args.set)
     if args.crop_model:
         overrides.append(f"crop.model={args.crop_model.resolve()}")
     if args.no_crop:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triplets", type=Path, default=Path("triplets.csv"), help="CSV the triplets are added to")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs --token")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--token", help="secret every request must carry (required off loopback)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TIEFWATCH_LABEL_TOKEN"),
+        help="secret every request must carry, required off loopback (default $TIEFWATCH_LABEL_TOKEN, kept out of ps)",
+    )
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)

@@ -50,7 +50,7 @@ def labelled_workspace(tmp_path: Path, catalog_dir: Path) -> tuple[Workspace, Co
 
 @contextmanager
 def serving(server: LabelServer) -> Iterator[int]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.server_address[1]
@@ -93,7 +93,7 @@ def test_page_question_and_image(labelled_workspace: tuple[Workspace, Config, Pa
     server, app = make_server(workspace, config, csv_path, port=0)
     with serving(server) as port:
         status, page = request(port, "GET", "/")
-        assert status == 200 and b"Which watch is most like the anchor" in page
+        assert status == 200 and b"Which watch is " in page and b"name-dialog" in page
         status, body = request(port, "GET", "/api/next?annotator=alice")
         question = json.loads(body)
         assert status == 200 and not question["done"]
@@ -179,6 +179,7 @@ def test_malformed_requests_are_4xx_and_change_nothing(labelled_workspace: tuple
         ("POST", "/api/nothing", {"body": good}),
         ("GET", "/api/next", {}),
         ("GET", "/api/next?annotator=a%0Ab", {}),
+        ("GET", "/api/next?" + "&".join(f"x{i}=1" for i in range(40)), {}),
     ]
     with serving(server) as port:
         for method, path, options in cases:
@@ -222,6 +223,8 @@ def test_token_required_off_loopback(labelled_workspace: tuple[Workspace, Config
     server, _ = make_server(workspace, config, csv_path, port=0, token=TOKEN)
     with serving(server) as port:
         assert request(port, "GET", "/")[0] == 401
+        with pytest.raises(RuntimeError, match="cannot listen"):
+            make_server(workspace, config, csv_path, port=port)
 
 
 # ---------------------------------------------------------------------------- what is asked
@@ -341,9 +344,7 @@ def test_parallel_annotators_and_processes_lose_and_double_nothing(
             statuses.append(request(port, "POST", "/api/triplet", body=body)[0])
 
     with serving(server) as port:
-        threads = [
-            threading.Thread(target=annotate, args=(f"t{n}", rng.permutation(len(http_keys)))) for n in range(4)
-        ]
+        threads = [threading.Thread(target=annotate, args=(f"t{n}", rng.permutation(len(http_keys)))) for n in range(4)]
         for thread in threads:
             thread.start()
         start.set()
