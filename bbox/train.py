@@ -16,22 +16,10 @@ import torch
 
 from bbox.box import BoundingBox
 from bbox.model import CropHead, CropNetSpec, CropTrunk, crop_loss, decode, letterbox, normalise
+from bbox.settings import BoxTrainSettings
 from bbox.synth import PhotoSimulator, procedural_clutter, segment_product
 from ranking.backbone import shared_backbone, weights_fingerprint
 from ranking.engines import make_engine
-
-
-@dataclass
-class BoxTrainSettings:
-    samples: int = 6000
-    epochs: int = 24
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.1
-    negative_fraction: float = 0.05  # scenes without a watch: teach low confidence
-    catalog_fraction: float = 0.15  # the catalogue photo itself: catalogue images are cropped too
-    seed: int = 0
 
 
 @dataclass

@@ -134,6 +134,58 @@ def cmd_train_bbox(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
+def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.train_ranking import train_triplets
+
+    summary = train_triplets(
+        args.triplets,
+        workspace=workspace,
+        config=_config(args, workspace),
+        epochs=args.epochs,
+        resume=args.resume,
+        out=args.out,
+        verbose=not args.quiet,
+    )
+    if args.format == "json":
+        _print_json(summary.as_dict())
+    else:
+        print(
+            f"similarity model saved to {summary.model}: held-out triplet accuracy {summary.val_accuracy:.3f} "
+            f"(raw backbone {summary.backbone_val_accuracy:.3f}), margin {summary.margin}, "
+            f"{summary.train_triplets} train / {summary.val_triplets} held-out triplets "
+            f"({summary.duplicates} duplicates ignored), {summary.seconds:.0f}s"
+        )
+    if summary.val_accuracy <= summary.backbone_val_accuracy:
+        print("warning: the trained model is no better than the raw backbone on held-out anchors", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.evaluation import is_holdout
+    from tiefwatch.train_ranking import train_invariance
+
+    config = _config(args, workspace)
+    exclude: set[str] = set()
+    if args.holdout:
+        from tiefwatch.index import CatalogIndex
+
+        index = CatalogIndex.load(workspace.index_path, config)
+        exclude = {Path(e.path).name for e in index.entries if is_holdout(Path(e.path).name, args.holdout)}
+    summary = train_invariance(
+        workspace, config, views=args.views, exclude=exclude, epochs=args.epochs, out=args.out,
+        show_progress=not args.quiet,
+    )  # fmt: skip
+    if args.format == "json":
+        _print_json(summary.as_dict())
+    else:
+        print(
+            f"similarity model saved to {summary.model}: photo->catalogue recall@1 on {summary.val_items} held-out "
+            f"watches {summary.val_recall_at_1_raw:.3f} raw -> {summary.val_recall_at_1_trained:.3f} trained "
+            f"({summary.items} watches x {summary.views} views, {summary.seconds:.0f}s)"
+        )
+    return 0
+
+
 def cmd_label(args: argparse.Namespace, workspace: Workspace) -> int:
     import os
 
@@ -251,6 +303,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(run=cmd_train_bbox)
+
+    p = verbs.add_parser("train-triplets", help="train the re-ranking network on anchor,near,far triplets")
+    p.add_argument("triplets", type=Path, help="CSV with header anchor,near,far (paths relative to the catalogue)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the workspace's checkpoint")
+    p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(run=cmd_train_triplets)
+
+    p = verbs.add_parser("train", help="once per catalogue: learn photo->catalogue invariance from simulated photos")
+    p.add_argument("--views", type=int, default=4, help="simulated photos per catalogue watch")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--holdout", type=float, default=0.0, help="keep this stable fraction of the catalogue out")
+    p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(run=cmd_train)
 
     p = verbs.add_parser("label", help="web page where annotators add triplets (anchor, near, far)")
     p.add_argument("--triplets", type=Path, default=Path("triplets.csv"), help="CSV to append to")

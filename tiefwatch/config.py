@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from bbox.settings import BoxTrainSettings
 from tiefwatch.storage import write_text_atomic
 
 
@@ -63,27 +64,12 @@ class CropConfig:
 
     enabled: bool = True
     model: str = ""  # path to a crop model; empty = the workspace's own, else the packaged default
-    min_confidence: float = 0.5  # below this the whole image is used, and the output says so
+    min_confidence: float = 0.15  # below this the whole image is used, and the output says so (benchmarks.md)
     pad: float = 0.08  # relative padding around the box before squaring it
     input_size: int = 256  # the whole photo is letterboxed to this for the crop network
     detail_stage: int = 2  # backbone block folded in at stride 8 for small watches (-1: none); train-bbox only
     tower_layers: int = 2  # head depth; train-bbox only (a model records its own)
     refine: bool = False  # a second pass on a zoomed square around the first box (measured in benchmarks.md)
-
-
-@dataclass
-class TrainBboxConfig:
-    """``tiefwatch train-bbox``: synthesised scenes, frozen backbone, a small dense head."""
-
-    samples: int = 6000
-    epochs: int = 24
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.1
-    negative_fraction: float = 0.05
-    catalog_fraction: float = 0.15
-    seed: int = 0
 
 
 @dataclass
@@ -93,6 +79,20 @@ class RerankConfig:
     enabled: bool = True
     top_k: int = 100
     model: str = ""  # empty = the workspace's own, else the packaged default
+
+
+@dataclass
+class TrainTripletsConfig:
+    """``tiefwatch train-triplets``: a projection of cached backbone vectors trained with the deep-ranking hinge."""
+
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    margins: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])  # tuned on the held-out anchors
+    patience: int = 8
+    output_dim: int = 256
+    val_fraction: float = 0.2
 
 
 @dataclass
@@ -106,8 +106,9 @@ class Config:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     crop: CropConfig = field(default_factory=CropConfig)
-    train_bbox: TrainBboxConfig = field(default_factory=TrainBboxConfig)
+    train_bbox: BoxTrainSettings = field(default_factory=BoxTrainSettings)
     rerank: RerankConfig = field(default_factory=RerankConfig)
+    train_triplets: TrainTripletsConfig = field(default_factory=TrainTripletsConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
 

@@ -172,7 +172,7 @@ def train_bbox(
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
     started = time.perf_counter()
-    settings = BoxTrainSettings(**{**config.train_bbox.__dict__})
+    settings = BoxTrainSettings(**config.train_bbox.__dict__)
     if epochs is not None:
         settings.epochs = epochs
     if samples is not None:

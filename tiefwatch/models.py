@@ -39,9 +39,13 @@ def load_cropper(config: Config, workspace: Workspace, required: bool = False) -
 
 def load_reranker(config: Config, workspace: Workspace) -> Reranker | None:
     """The configured similarity model, else the workspace's, else None (FAISS order is final)."""
+    import torch
+
+    from ranking.similarity import SimilarityReranker
+
     if config.rerank.model and not Path(config.rerank.model).exists():
         raise FileNotFoundError(f"rerank.model {config.rerank.model} does not exist")
     path = _first_existing(config.rerank.model, workspace.similarity_model_path)
     if path is None:
         return None
-    raise NotImplementedError(f"similarity models are not supported yet ({path})")
+    return SimilarityReranker.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))

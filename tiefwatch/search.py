@@ -16,7 +16,7 @@ import numpy as np
 
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, load_image
-from tiefwatch.index import CatalogIndex
+from tiefwatch.index import CatalogIndex, CatalogIndexError
 from tiefwatch.models import load_cropper, load_reranker
 from tiefwatch.pipeline import Framing, Pipeline, Reranker
 from tiefwatch.progress import progress_bar
@@ -88,6 +88,12 @@ class Searcher:
         self.reranker: Reranker | None = (
             load_reranker(config, workspace) if use_rerank and config.rerank.enabled else None
         )
+        trained_on = getattr(self.reranker, "signature", None)
+        if trained_on is not None and _embedding_part(trained_on) != _embedding_part(self.index.signature):
+            raise CatalogIndexError(
+                "the similarity model was trained on vectors made with other settings than this index; "
+                "re-run `tiefwatch train-triplets` or use --no-rerank"
+            )
 
     def _comparable(self, signature: dict[str, Any]) -> dict[str, Any]:
         """``--no-crop`` changes how the query is framed, not how the catalogue was: compare the rest."""
@@ -136,6 +142,11 @@ class Searcher:
                 out.extend(by_name[str(path)] for path in chunk)
                 advance(len(chunk))
         return out
+
+
+def _embedding_part(signature: dict[str, Any]) -> dict[str, Any]:
+    """What a re-ranker's input vectors depend on: the backbone side, not how photos were framed."""
+    return {k: v for k, v in signature.items() if not k.startswith("crop")}
 
 
 def search(

@@ -15,7 +15,7 @@ import csv
 import io
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -584,3 +584,24 @@ def make_catalog(out_dir: Path, n: int, seed: int = 0, size: int = 128) -> list[
         writer.writerow([path.name, *(row[name] for name in ATTRIBUTE_NAMES), row["thin_strap"]])
     write_text_atomic(out_dir / "attributes.csv", table.getvalue())
     return items
+
+
+def attribute_triplets(
+    items: Sequence[tuple[str, WatchAttributes]], count: int, rng: np.random.Generator, min_gap: int = 2
+) -> list[tuple[str, str, str]]:
+    """A simulated annotator: (anchor, near, far) where near shares at least ``min_gap`` more attributes with the
+    anchor than far does — the clear calls a person would make without hesitating."""
+    if len(items) < 3:
+        raise ValueError("need at least three watches to make a triplet")
+    triplets: set[tuple[str, str, str]] = set()
+    attempts = 0
+    while len(triplets) < count and attempts < count * 50:
+        attempts += 1
+        a, b, c = rng.choice(len(items), size=3, replace=False)
+        anchor, first, second = items[int(a)], items[int(b)], items[int(c)]
+        gap = shared_attributes(anchor[1], first[1]) - shared_attributes(anchor[1], second[1])
+        if abs(gap) < min_gap:
+            continue
+        near, far = (first, second) if gap > 0 else (second, first)
+        triplets.add((anchor[0], near[0], far[0]))
+    return sorted(triplets)

@@ -178,13 +178,20 @@ def main(argv: list[str] | None = None) -> int:
         "recall": rows,
         "ablation": ablation,
         "crop": crop_figures,
-        "crop_model": str(config.crop.model or "default") if searcher.pipeline.cropper else None,
+        "crop_model": _describe_crop_model(searcher.pipeline.cropper),
     }
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     write_section(args.out, args.section, render(figures))
     print(render(figures))
     return 0
+
+
+def _describe_crop_model(cropper) -> str | None:
+    if cropper is None:
+        return None
+    trained_on = cropper.meta.get("trained_on", "?")
+    return f"{cropper.path.name}, trained on {trained_on}, refine={'on' if cropper.refine else 'off'}"
 
 
 def crop_metrics(searcher, samples, results) -> dict:
@@ -252,7 +259,8 @@ def render(f: dict) -> str:
     ]
     if f["ablation"]:
         lines += [
-            "Pooling and light normalisation, true-box crops (both sides embedded the same way):",
+            "Pooling and light normalisation: true-box crops against uncropped catalogue photos, "
+            "both embedded the same way:",
             "",
             "| setting | R@1 | R@5 | R@10 |",
             "|---|---|---|---|",

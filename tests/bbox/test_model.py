@@ -70,7 +70,7 @@ def test_training_lowers_the_loss_and_resumes_where_it_stopped(tiny_features) ->
         if report.epoch == 3:
             saved.update(head=head.state_dict(), optimizer=optimizer)
 
-    first, _ = fit(train, val, spec, settings, on_epoch=stop_after_three)
+    fit(train, val, spec, settings, on_epoch=stop_after_three)
     from bbox.train import new_head
 
     resumed_head = new_head(train, spec)
@@ -81,7 +81,7 @@ def test_training_lowers_the_loss_and_resumes_where_it_stopped(tiny_features) ->
 
 
 def test_predictor_round_trips_a_checkpoint_and_returns_pixel_boxes(tmp_path, tiny_features) -> None:
-    spec, settings, features = tiny_features
+    spec = tiny_features[0]
     head = build_net(spec).head
     path = tmp_path / "crop.pt"
     path.write_bytes(checkpoint_bytes(head, spec, {"note": "untrained"}))

@@ -35,7 +35,8 @@ def test_crop_json_contract_overlay_and_accuracy(tmp_path: Path, capsys: pytest.
     path = tmp_path / "desk.png"
     Image.fromarray(image).save(path)
     out = tmp_path / "out"
-    code = main(["-q", "-w", str(tmp_path / "ws"), "crop", str(path), "--out", str(out), "--overlay", "--format", "json"])
+    argv = ["-q", "-w", str(tmp_path / "ws"), "crop", str(path), "--out", str(out), "--overlay", "--format", "json"]
+    code = main(argv)
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and len(data) == 1
     item = data[0]

@@ -39,9 +39,9 @@ def test_confident_box_is_cut_as_a_padded_square() -> None:
 
 def test_low_confidence_falls_back_to_the_whole_image_and_says_so() -> None:
     image = np.zeros((100, 120, 3), np.uint8)
-    crops, framings = _pipeline(0.2).frame([image])
+    crops, framings = _pipeline(0.1).frame([image])
     assert crops[0] is image and not framings[0].cropped
-    assert "low crop confidence 0.20" in framings[0].note
+    assert "low crop confidence 0.10" in framings[0].note
 
 
 def test_crop_disabled_ignores_the_cropper_and_changes_the_signature() -> None:

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ranking.similarity import (
+    CHECKPOINT_KIND,
+    SimilarityNet,
+    SimilarityReranker,
+    fingerprint,
+    from_checkpoint,
+    to_checkpoint,
+)
+
+
+def random_net(input_dim: int = 32, output_dim: int = 8, seed: int = 0) -> SimilarityNet:
+    torch.manual_seed(seed)
+    return SimilarityNet(input_dim, output_dim).eval()
+
+
+def unit_rows(count: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_net_gives_unit_vectors_and_a_symmetric_cosine() -> None:
+    net = random_net()
+    a, b = torch.from_numpy(unit_rows(5, 32, 1)), torch.from_numpy(unit_rows(5, 32, 2))
+    with torch.no_grad():
+        projected = net(a)
+        assert projected.shape == (5, 8)
+        assert torch.allclose(projected.norm(dim=1), torch.ones(5), atol=1e-6)
+        assert torch.allclose(net.similarity(a, b), net.similarity(b, a))
+        assert torch.allclose(net.similarity(a, b), (net(a) * net(b)).sum(1))
+    assert np.allclose(net.embed(a.numpy()), projected.numpy(), atol=1e-6)
+
+
+def test_checkpoint_round_trip_gives_identical_scores() -> None:
+    net = random_net(seed=3)
+    checkpoint = to_checkpoint(net, {"margin": 0.1, "triplets": 120, "note": "unit test"})
+    assert checkpoint["kind"] == CHECKPOINT_KIND
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)  # plain tensors and values: loadable without pickled code
+    restored = from_checkpoint(loaded)
+    assert loaded["meta"] == {"margin": 0.1, "triplets": 120, "note": "unit test"}
+    assert fingerprint(restored) == fingerprint(net) == loaded["fingerprint"]
+    query, candidates = unit_rows(1, 32, 4)[0], unit_rows(20, 32, 5)
+    assert np.array_equal(
+        SimilarityReranker(net).score(query, candidates), SimilarityReranker(restored).score(query, candidates)
+    )
+
+
+def test_checkpoint_refuses_other_files_and_unserialisable_meta() -> None:
+    net = random_net()
+    with pytest.raises(ValueError, match="not a similarity checkpoint"):
+        from_checkpoint({"kind": "tiefwatch-crop", "state_dict": {}})
+    with pytest.raises(TypeError):
+        to_checkpoint(net, {"when": object()})
+
+
+def test_fingerprint_follows_the_weights() -> None:
+    assert fingerprint(random_net(seed=0)) == fingerprint(random_net(seed=0))
+    assert fingerprint(random_net(seed=0)) != fingerprint(random_net(seed=1))
+    assert SimilarityReranker(random_net(seed=0)).fingerprint.startswith("similarity:")
+
+
+def test_reranker_matches_the_net_and_orders_by_the_learned_similarity() -> None:
+    """A projection that keeps dimensions 0-1 and drops 2: a candidate close to the query only through
+    dimension 2 must fall behind one that agrees on the kept dimensions."""
+    net = SimilarityNet(3, 2)
+    with torch.no_grad():
+        net.projection.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    reranker = SimilarityReranker(net)
+    query = np.array([1.0, 0.0, 1.0], np.float32)
+    candidates = np.array([[0.0, 1.0, 1.0], [1.0, 0.1, 0.0], [1.0, 0.8, 0.0], [0.1, 0.3, 5.0]], np.float32)
+    raw = candidates @ query / np.linalg.norm(candidates, axis=1) / np.linalg.norm(query)
+    scores = reranker.score(query, candidates)
+    assert np.argsort(-raw).tolist() == [3, 1, 2, 0]  # the backbone's order
+    assert np.argsort(-scores).tolist() == [1, 2, 3, 0]  # candidate 3 was close only through dimension 2
+    assert scores.dtype == np.float32 and scores.shape == (4,)
+    with torch.no_grad():
+        expected = net.similarity(torch.from_numpy(query)[None], torch.from_numpy(candidates)).numpy()
+    assert np.allclose(scores, expected, atol=1e-6)
+    assert reranker.score(query, np.zeros((0, 3), np.float32)).shape == (0,)
+
+
+def test_reranking_a_hundred_candidates_takes_well_under_ten_milliseconds() -> None:
+    reranker = SimilarityReranker(random_net(1280, 256))
+    query, candidates = unit_rows(1, 1280, 0)[0], unit_rows(100, 1280, 1)
+    reranker.score(query, candidates)
+    timings = []
+    for _ in range(30):
+        started = time.perf_counter()
+        reranker.score(query, candidates)
+        timings.append(time.perf_counter() - started)
+    assert np.median(timings) < 0.010

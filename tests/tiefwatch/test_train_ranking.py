@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiefwatch.index import index_catalog
+from tiefwatch.search import search
+from tiefwatch.synthetic import attribute_triplets, make_catalog
+from tiefwatch.train_ranking import train_triplets
+from tiefwatch.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def drawn_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path, list]:
+    """40 drawn watches indexed at a small size, and simulated-annotator triplets over them."""
+    root = tmp_path_factory.mktemp("ranking")
+    catalog = make_catalog(root / "catalog", 40, seed=1, size=96)
+    workspace = Workspace(root / "ws")
+    config = workspace.load_config(
+        overrides=["backbone.image_size=96", "crop.enabled=false", "train_triplets.epochs=12"]
+    )
+    index_catalog(root / "catalog", workspace, config)
+    items = [(path.name, attrs) for path, attrs in catalog]
+    triplets = attribute_triplets(items, 600, np.random.default_rng(0))
+    csv_path = root / "triplets.csv"
+    csv_path.write_text("anchor,near,far\n" + "".join(f"{a},{n},{f}\n" for a, n, f in triplets) + f"{triplets[0][0]},"
+                        f"{triplets[0][1]},{triplets[0][2]}\n")  # fmt: skip
+    return workspace, csv_path, catalog
+
+
+def test_training_learns_the_annotators_notion_and_search_reranks(drawn_workspace) -> None:
+    workspace, csv_path, catalog = drawn_workspace
+    summary = train_triplets(csv_path, workspace, verbose=False)
+    assert summary.duplicates == 1 and summary.triplets == 600
+    assert summary.val_accuracy > summary.backbone_val_accuracy + 0.05
+    assert summary.margin in (0.05, 0.1, 0.2)
+    assert Path(summary.model).exists() and Path(summary.model).with_suffix(".config.yaml").exists()
+
+    queries = [catalog[i][0] for i in (0, 5, 9)]
+    reranked = search(queries, workspace=workspace, k=8)
+    plain = search(queries, workspace=workspace, k=8, rerank=False)
+    assert all(r.reranked for r in reranked) and not any(r.reranked for r in plain)
+    orders = [([h.path for h in a.results], [h.path for h in b.results]) for a, b in zip(reranked, plain, strict=True)]
+    assert any(x != y for x, y in orders)  # the learned similarity changes the ranking
+    assert reranked[0].as_dict()["results"][0]["faiss_score"] >= -1.0
+
+
+def test_resume_continues_after_the_saved_epoch(drawn_workspace) -> None:
+    workspace, csv_path, _ = drawn_workspace
+    train_triplets(csv_path, workspace, epochs=2, verbose=False)
+    resumed = train_triplets(csv_path, workspace, epochs=4, resume=True, verbose=False)
+    assert resumed.epochs[0].epoch == 3
+
+
+def test_triplet_naming_a_photo_outside_the_index_is_refused(drawn_workspace, tmp_path: Path) -> None:
+    workspace, _, catalog = drawn_workspace
+    stray = tmp_path / "stray.png"
+    stray.write_bytes(catalog[0][0].read_bytes())
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"anchor,near,far\n{catalog[0][0]},{catalog[1][0]},{stray}\n")
+    with pytest.raises(ValueError, match="not in the index"):
+        train_triplets(bad, workspace, verbose=False)
