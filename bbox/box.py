@@ -151,9 +151,11 @@ class BoundingBox:
         crop, whatever the box's position."""
         if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f"cannot crop an image of shape {image.shape}")
+        # Round the origin and the size, not each edge: equal sides stay equal (x0=0.5, x1=160.6 would
+        # otherwise give 160 columns against 161 rows for a square box).
         x0, y0 = round(self.x0), round(self.y0)
-        x1 = max(round(self.x1), x0 + 1)
-        y1 = max(round(self.y1), y0 + 1)
+        x1 = x0 + max(round(self.width), 1)
+        y1 = y0 + max(round(self.height), 1)
         h, w = image.shape[:2]
         if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
             return image[y0:y1, x0:x1].copy()

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(handle)`` on a temp file beside ``path``, then rename it over ``path``."""
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any], mode: int | None = None) -> None:
+    """Call ``write(handle)`` on a temp file beside ``path``, then rename it over ``path``.
+
+    ``mode`` defaults to what a plain ``open`` would give (0666 less the umask); mkstemp alone gives 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,7 +27,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any other file
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

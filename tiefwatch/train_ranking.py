@@ -53,7 +53,10 @@ def triplet_rows(csv_path: Path, index: CatalogIndex) -> tuple[np.ndarray, int]:
         ids = []
         for path in (triplet.anchor, triplet.near, triplet.far):
             candidate = Path(path)
-            rel = candidate.relative_to(index.root).as_posix() if candidate.is_absolute() else candidate.as_posix()
+            rel = candidate.as_posix()
+            if candidate.is_absolute():
+                inside = candidate.resolve().is_relative_to(index.root)
+                rel = candidate.resolve().relative_to(index.root).as_posix() if inside else ""
             if rel not in row_of:
                 raise ValueError(f"{csv_path}: triplet {number}: {path} is not in the index; run `tiefwatch index`")
             ids.append(row_of[rel])

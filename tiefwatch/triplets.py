@@ -409,11 +409,7 @@ class TripletWriter:
         """Replace the file atomically (readers see the old or the new one), keeping its permissions."""
         mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644
 
-        def write(handle: io.BufferedWriter) -> None:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-
-        write_atomic(self.path, write)
+        write_atomic(self.path, lambda handle: handle.write(data), mode=mode)
         self._reset()
 
 

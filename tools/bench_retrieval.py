@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-model", type=Path, help="crop model to use (default: workspace's, else packaged)")
     parser.add_argument("--no-crop", action="store_true", help="measure the pipeline without the crop stage")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--title", default="Retrieval on the dev catalogue", help="the section's heading")
+    parser.add_argument("--note", default="", help="how the workspace was prepared, printed under the command")
     parser.add_argument("--section", default="retrieval", help="docs/benchmarks.md section to (re)write")
     args = parser.parse_args(argv)
     if not args.catalog.is_dir():
@@ -146,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     results = searcher.search_paths(query_paths, k=10, show_progress=True)
     per_query_ms = (time.perf_counter() - started) / len(query_paths) * 1000
     ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, results, strict=True)]
-    stages = ["crop" if searcher.pipeline.cropper else "no crop", "re-rank" if searcher.reranker else "no re-rank"]
+    crop_stage = "crop" if searcher.pipeline.cropper else "no crop"
+    if searcher.reranker is not None:
+        plain = Searcher(workspace, config, use_rerank=False).search_paths(query_paths, k=10, show_progress=False)
+        plain_ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, plain, strict=True)]
+        rows.append(recall_row(f"pipeline ({crop_stage}, FAISS order)", plain_ranks))
+    stages = [crop_stage, "re-rank top-100" if searcher.reranker else "no re-rank"]
     rows.append(recall_row(f"pipeline as it stands ({', '.join(stages)})", ranks))
     crop_figures = crop_metrics(searcher, samples, results) if searcher.pipeline.cropper else None
     from tiefwatch.sheet import write_search_sheet
@@ -169,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {
         "command": command,
+        "note": args.note,
+        "title": args.title,
         "catalog": str(args.catalog),
         "queries": len(samples),
         "index_build": build,
@@ -244,10 +253,11 @@ def run_ablations(index, samples, truth_rows, pad, workspace) -> list[dict]:
 
 def render(f: dict) -> str:
     lines = [
-        "## Retrieval on the dev catalogue",
+        f"## {f.get('title', 'Retrieval on the dev catalogue')}",
         "",
         f"`{f['command']}`",
         "",
+        *([f["note"], ""] if f.get("note") else []),
         f"{machine_line()}. Catalogue: {f['index_build']['images']} real photos; {f['queries']} photo-like queries "
         "of watches held out of crop training (cluttered real/procedural backgrounds, ±35° tilt, perspective, "
         "dim and colour-cast light, blur, noise, JPEG 45–85).",

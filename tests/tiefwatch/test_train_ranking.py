@@ -19,7 +19,7 @@ def drawn_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace
     catalog = make_catalog(root / "catalog", 40, seed=1, size=96)
     workspace = Workspace(root / "ws")
     config = workspace.load_config(
-        overrides=["backbone.image_size=96", "crop.enabled=false", "train_triplets.epochs=12"]
+        overrides=["backbone.image_size=96", "crop.enabled=false", "train_triplets.epochs=12", "embed.engine=torch"]
     )
     index_catalog(root / "catalog", workspace, config)
     items = [(path.name, attrs) for path, attrs in catalog]
