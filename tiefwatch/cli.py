@@ -145,6 +145,7 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
         resume=args.resume,
         out=args.out,
         verbose=not args.quiet,
+        fine_tune=args.fine_tune,
     )
     if args.format == "json":
         _print_json(summary.as_dict())
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("triplets", type=Path, help="CSV with header anchor,near,far (paths relative to the catalogue)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the workspace's checkpoint")
+    p.add_argument("--fine-tune", action="store_true", help="start from the workspace's current similarity model")
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(run=cmd_train_triplets)

@@ -74,8 +74,13 @@ def train_triplets(
     resume: bool = False,
     out: str | Path | None = None,
     verbose: bool = True,
+    fine_tune: bool = False,
 ) -> TripletTrainSummary:
-    """Train the re-ranking network on the workspace index's vectors and save it beside the index."""
+    """Train the re-ranking network on the workspace index's vectors and save it beside the index.
+
+    ``fine_tune`` starts from the workspace's current similarity model (e.g. the photo-invariance projection of
+    ``tiefwatch train``) instead of a fresh one; the held-out triplets decide whether the result is kept better.
+    """
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
     started = time.perf_counter()
@@ -98,6 +103,10 @@ def train_triplets(
 
     net: SimilarityNet | None = None
     start_epoch, state = 0, None
+    if fine_tune and not resume:
+        if not workspace.similarity_model_path.exists():
+            raise FileNotFoundError("--fine-tune needs a similarity model in the workspace: run `tiefwatch train`")
+        net = from_checkpoint(torch.load(workspace.similarity_model_path, map_location="cpu", weights_only=True))
     if resume and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         net, start_epoch, state = from_checkpoint(saved["net"]), int(saved["epoch"]), saved["state"]
