@@ -124,13 +124,12 @@ def cmd_train_bbox(args: argparse.Namespace, workspace: Workspace) -> int:
         out=args.out,
         show_progress=not args.quiet,
     )
-    if args.format == "json":
-        _print_json(summary.as_dict())
-    else:
-        print(
-            f"crop model saved to {summary.model}: validation mean IoU {summary.best_val_mean_iou:.3f}, "
-            f"IoU≥0.5 {summary.best_val_iou_at_50:.1%} ({summary.samples} scenes, {summary.seconds:.0f}s)"
-        )
+    _emit(
+        args,
+        summary.as_dict(),
+        f"crop model saved to {summary.model}: validation mean IoU {summary.best_val_mean_iou:.3f}, "
+        f"IoU≥0.5 {summary.best_val_iou_at_50:.1%} ({summary.samples} scenes, {summary.seconds:.0f}s)",
+    )
     return 0
 
 
@@ -147,15 +146,14 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
         verbose=not args.quiet,
         fine_tune=args.fine_tune,
     )
-    if args.format == "json":
-        _print_json(summary.as_dict())
-    else:
-        print(
-            f"similarity model saved to {summary.model}: held-out triplet accuracy {summary.val_accuracy:.3f} "
-            f"(raw backbone {summary.backbone_val_accuracy:.3f}), margin {summary.margin}, "
-            f"{summary.train_triplets} train / {summary.val_triplets} held-out triplets "
-            f"({summary.duplicates} duplicates ignored), {summary.seconds:.0f}s"
-        )
+    _emit(
+        args,
+        summary.as_dict(),
+        f"similarity model saved to {summary.model}: held-out triplet accuracy {summary.val_accuracy:.3f} "
+        f"(raw backbone {summary.backbone_val_accuracy:.3f}), margin {summary.margin}, "
+        f"{summary.train_triplets} train / {summary.val_triplets} held-out triplets "
+        f"({summary.duplicates} duplicates ignored), {summary.seconds:.0f}s",
+    )
     if summary.val_accuracy <= summary.backbone_val_accuracy:
         print("warning: the trained model is no better than the raw backbone on held-out anchors", file=sys.stderr)
     return 0
@@ -176,14 +174,13 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
         workspace, config, views=args.views, exclude=exclude, epochs=args.epochs, out=args.out,
         show_progress=not args.quiet,
     )  # fmt: skip
-    if args.format == "json":
-        _print_json(summary.as_dict())
-    else:
-        print(
-            f"similarity model saved to {summary.model}: photo->catalogue recall@1 on {summary.val_items} held-out "
-            f"watches {summary.val_recall_at_1_raw:.3f} raw -> {summary.val_recall_at_1_trained:.3f} trained "
-            f"({summary.items} watches x {summary.views} views, {summary.seconds:.0f}s)"
-        )
+    _emit(
+        args,
+        summary.as_dict(),
+        f"similarity model saved to {summary.model}: photo->catalogue recall@1 on {summary.val_items} held-out "
+        f"watches {summary.val_recall_at_1_raw:.3f} raw -> {summary.val_recall_at_1_trained:.3f} trained "
+        f"({summary.items} watches x {summary.views} views, {summary.seconds:.0f}s)",
+    )
     return 0
 
 
@@ -226,6 +223,14 @@ def _config(args: argparse.Namespace, workspace: Workspace):
     if getattr(args, "engine", None):
         overrides.append(f"embed.engine={args.engine}")
     return workspace.load_config(args.config, overrides)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """``--format json`` prints ``data``; text output prints the one-line summary."""
+    if args.format == "json":
+        _print_json(data)
+    else:
+        print(text)
 
 
 def _print_json(data: Any) -> None:

@@ -80,8 +80,8 @@ class Searcher:
     ) -> None:
         self.workspace = workspace
         self.config = config
+        self.index = CatalogIndex.load(workspace.index_path, config)  # first: a missing index fails fast
         cropper = load_cropper(config, workspace) if use_crop and config.crop.enabled else None
-        self.index = CatalogIndex.load(workspace.index_path, config)
         # The catalogue was framed with the index's crop settings; queries must be framed the same way.
         self.pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
         self.index.check_compatible(self._comparable(self.pipeline.signature()))
@@ -92,7 +92,7 @@ class Searcher:
         if trained_on is not None and _embedding_part(trained_on) != _embedding_part(self.index.signature):
             raise CatalogIndexError(
                 "the similarity model was trained on vectors made with other settings than this index; "
-                "re-run `tiefwatch train-triplets` or use --no-rerank"
+                "re-run `tiefwatch train` / `tiefwatch train-triplets`, or use --no-rerank"
             )
 
     def _comparable(self, signature: dict[str, Any]) -> dict[str, Any]:
