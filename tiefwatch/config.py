@@ -69,7 +69,7 @@ class CropConfig:
     input_size: int = 256  # the whole photo is letterboxed to this for the crop network
     detail_stage: int = 2  # backbone block folded in at stride 8 for small watches (-1: none); train-bbox only
     tower_layers: int = 2  # head depth; train-bbox only (a model records its own)
-    refine: bool = False  # a second pass on a zoomed square around the first box (measured in benchmarks.md)
+    refine: bool = False  # a second look at a zoomed square around the first box (benchmarks.md, crop section)
 
 
 @dataclass

@@ -255,7 +255,9 @@ def render(f: dict) -> str:
     lines = [
         f"## {f.get('title', 'Retrieval on the dev catalogue')}",
         "",
-        f"`{f['command']}`",
+        "```",
+        f["command"],
+        "```",
         "",
         *([f["note"], ""] if f.get("note") else []),
         f"{machine_line()}. Catalogue: {f['index_build']['images']} real photos; {f['queries']} photo-like queries "
