@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, action="append", required=True, help="crop model (repeatable)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--note", default="", help="where the models came from, printed under the command")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
     args = parser.parse_args(argv)
     command = "python tools/bench_crop.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             command,
             "```",
             "",
+            *([args.note, ""] if args.note else []),
             f"{machine_line()}. {len(samples)} scenes (seed {args.seed}) of the dev watches held out of crop "
             "training; IoU against the exact box of the pasted watch; one image at a time, warm, ONNX Runtime.",
             "",
