@@ -17,22 +17,10 @@ import numpy as np
 import torch
 
 from ranking.losses import info_nce, triplet_hinge
+from ranking.settings import ProjectionTrainSettings, TripletTrainSettings
 from ranking.similarity import SimilarityNet
 
 SimilarityFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-@dataclass
-class TripletTrainSettings:
-    epochs: int = 40
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    margins: tuple[float, ...] = (0.05, 0.1, 0.2)  # tried on the held-out triplets; one value = no tuning
-    tune_epochs: int = 4  # brief run per candidate margin
-    patience: int = 8  # epochs without a better held-out result before stopping
-    output_dim: int = 256
-    seed: int = 0
 
 
 @dataclass
@@ -51,17 +39,6 @@ class TripletEpochReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class ProjectionTrainSettings:
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    temperature: float = 0.05
-    output_dim: int = 256
-    seed: int = 0
 
 
 # --------------------------------------------------------------------------------------------- triplets

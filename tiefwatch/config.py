@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bbox.settings import BoxTrainSettings
+from ranking.settings import ProjectionTrainSettings, TripletTrainSettings
 from tiefwatch.storage import write_text_atomic
 
 
@@ -82,20 +83,6 @@ class RerankConfig:
 
 
 @dataclass
-class TrainTripletsConfig:
-    """``tiefwatch train-triplets``: a projection of cached backbone vectors trained with the deep-ranking hinge."""
-
-    epochs: int = 40
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    margins: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])  # tuned on the held-out anchors
-    patience: int = 8
-    output_dim: int = 256
-    val_fraction: float = 0.2
-
-
-@dataclass
 class SearchConfig:
     k: int = 10
 
@@ -108,7 +95,8 @@ class Config:
     crop: CropConfig = field(default_factory=CropConfig)
     train_bbox: BoxTrainSettings = field(default_factory=BoxTrainSettings)
     rerank: RerankConfig = field(default_factory=RerankConfig)
-    train_triplets: TrainTripletsConfig = field(default_factory=TrainTripletsConfig)
+    train_triplets: TripletTrainSettings = field(default_factory=TripletTrainSettings)
+    train_invariance: ProjectionTrainSettings = field(default_factory=ProjectionTrainSettings)
     search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
 

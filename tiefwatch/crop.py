@@ -6,6 +6,7 @@ white background and pasted into cluttered scenes, so the true box is known with
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -22,7 +23,7 @@ import torch
 from bbox.box import BoundingBox
 from bbox.model import CropNetSpec
 from bbox.predict import checkpoint_bytes
-from bbox.train import BoxTrainSettings, CachedFeatures, EpochReport, extract_features, fit, split_rows, synthesise
+from bbox.train import CachedFeatures, EpochReport, extract_features, fit, split_rows, synthesise
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, list_images, load_image, save_image
 from tiefwatch.models import load_cropper
@@ -172,7 +173,7 @@ def train_bbox(
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
     started = time.perf_counter()
-    settings = BoxTrainSettings(**config.train_bbox.__dict__)
+    settings = copy.deepcopy(config.train_bbox)  # the flags below must not change the caller's config
     if epochs is not None:
         settings.epochs = epochs
     if samples is not None:

@@ -6,6 +6,7 @@ vectors (seconds, not hours) and the trained network re-ranks FAISS candidates a
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from ranking.similarity import SimilarityNet, from_checkpoint, to_checkpoint
-from ranking.triplet_training import TripletEpochReport, TripletTrainSettings, fit_triplets, split_by_anchor
+from ranking.triplet_training import TripletEpochReport, fit_triplets, split_by_anchor
 from tiefwatch.config import Config
 from tiefwatch.index import CatalogIndex
 from tiefwatch.progress import stderr_console
@@ -86,18 +87,10 @@ def train_triplets(
     started = time.perf_counter()
     index = CatalogIndex.load(workspace.index_path, config)
     rows, duplicates = triplet_rows(Path(csv_path), index)
-    t = config.train_triplets
-    settings = TripletTrainSettings(
-        epochs=epochs if epochs is not None else t.epochs,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        weight_decay=t.weight_decay,
-        margins=tuple(t.margins),
-        patience=t.patience,
-        output_dim=t.output_dim,
-        seed=config.seed,
-    )
-    train, val = split_by_anchor(rows, t.val_fraction, config.seed)
+    settings = copy.deepcopy(config.train_triplets)  # the flags below must not change the caller's config
+    if epochs is not None:
+        settings.epochs = epochs
+    train, val = split_by_anchor(rows, settings.val_fraction, settings.seed)
     checkpoint_path = workspace.models_dir / "similarity.ckpt"
     model_path = Path(out) if out else workspace.similarity_model_path
 
@@ -222,7 +215,7 @@ def train_invariance(
     held out to report recall@1 against the whole catalogue, raw and trained. ``exclude`` names catalogue
     files never used (benchmark queries).
     """
-    from ranking.triplet_training import ProjectionTrainSettings, fit_projection_infonce, recall_at_1
+    from ranking.triplet_training import fit_projection_infonce, recall_at_1
     from tiefwatch.models import load_cropper
     from tiefwatch.pipeline import Pipeline
 
@@ -240,9 +233,9 @@ def train_invariance(
 
     view_vecs, owners = simulated_view_vectors(index, usable, views, pipeline, config.seed, show_progress)
     is_val = np.isin(owners, val_rows)
-    settings = ProjectionTrainSettings(
-        epochs=epochs if epochs is not None else 30, output_dim=config.train_triplets.output_dim, seed=config.seed
-    )
+    settings = copy.deepcopy(config.train_invariance)
+    if epochs is not None:
+        settings.epochs = epochs
     net = fit_projection_infonce(view_vecs[~is_val], owners[~is_val], index.vectors, settings)
     raw = recall_at_1(view_vecs[is_val], owners[is_val], index.vectors)
     trained = recall_at_1(net.embed(view_vecs[is_val]), owners[is_val], net.embed(index.vectors))
