@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,15 +20,6 @@ from bbox.settings import BoxTrainSettings
 from bbox.synth import PhotoSimulator, procedural_clutter, segment_product
 from ranking.backbone import shared_backbone, weights_fingerprint
 from ranking.engines import make_engine
-
-
-@dataclass
-class SceneBatch:
-    """Letterboxed scenes with their true boxes in 0..1 letterbox coordinates."""
-
-    images: np.ndarray  # N x S x S x 3 uint8
-    boxes: np.ndarray  # N x 4 float32
-    present: np.ndarray  # N bool
 
 
 @dataclass
@@ -265,7 +256,3 @@ def split_rows(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, 
     order = np.random.default_rng(seed + 7).permutation(count)
     n_val = max(1, round(count * val_fraction)) if count > 1 else 0
     return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def settings_dict(settings: BoxTrainSettings) -> dict:
-    return asdict(settings)

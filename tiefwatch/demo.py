@@ -8,7 +8,6 @@ demo can say how many of them each result shares with the photographed watch —
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +44,6 @@ class DemoReport:
             "mean_shared_attributes_top5": self.mean_shared_top5,
             "mean_shared_attributes_top5_before_rerank": self.shared_top5_before,
         }
-
-
-def read_attributes(catalog_dir: Path) -> dict[str, WatchAttributes]:
-    with (catalog_dir / "attributes.csv").open(newline="") as handle:
-        return {row.pop("file"): WatchAttributes.from_dict(row) for row in csv.DictReader(handle)}
 
 
 def make_queries(catalog: list[tuple[Path, WatchAttributes]], out_dir: Path, count: int, seed: int) -> list[Path]:
@@ -127,7 +121,7 @@ def run_demo(
     summary = index_catalog(catalog_dir, workspace=demo, show_progress=show_progress)
     console.print(f"indexed {summary.total} watches ({summary.added} new) in {summary.seconds:.1f}s")
 
-    attributes = read_attributes(catalog_dir)
+    attributes = {path.name: attrs for path, attrs in catalog}
     before = search(query_paths, workspace=demo, k=10, rerank=False)
     first = _report_table(console, "FAISS order (raw Lite2 features)", before, attributes)
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,10 @@ def _decode(path: Path) -> np.ndarray | ImageReadError:
         return error
 
 
+def _decode_chunk(chunk: list[tuple]) -> list[np.ndarray | ImageReadError]:
+    return [_decode(item[1]) for item in chunk]
+
+
 def build_index(
     catalog_dir: Path,
     pipeline: Pipeline,
@@ -245,10 +250,15 @@ def build_index(
         progress_bar("Embedding catalogue", total=len(to_embed), enabled=show_progress) as advance,
         ThreadPoolExecutor(max_workers=max(1, config.embed.decode_workers)) as pool,
     ):
-        # Decode the next batch in threads while the model runs on this one.
+        # Decode the next few batches in threads while the model runs on this one; the look-ahead is bounded
+        # so a large catalogue is never decoded into memory all at once.
         chunks = [to_embed[i : i + batch] for i in range(0, len(to_embed), batch)]
-        pending = pool.map(lambda chunk: [_decode(item[1]) for item in chunk], chunks)
-        for chunk, decoded in zip(chunks, pending, strict=True):
+        ahead = max(1, config.embed.decode_workers)
+        pending = deque(pool.submit(_decode_chunk, chunk) for chunk in chunks[:ahead])
+        for number, chunk in enumerate(chunks):
+            decoded = pending.popleft().result()
+            if number + ahead < len(chunks):
+                pending.append(pool.submit(_decode_chunk, chunks[number + ahead]))
             good = [(item, image) for item, image in zip(chunk, decoded, strict=True) if isinstance(image, np.ndarray)]
             for item, image in zip(chunk, decoded, strict=True):
                 if not isinstance(image, np.ndarray):

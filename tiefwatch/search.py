@@ -168,5 +168,5 @@ def search(
     if sheet is not None:
         from tiefwatch.sheet import write_search_sheet
 
-        write_search_sheet(results, Path(sheet))
+        write_search_sheet(results, Path(sheet), pad=config.crop.pad)
     return results

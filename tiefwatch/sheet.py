@@ -59,8 +59,9 @@ def _safe_load(path: str) -> np.ndarray:
         return np.full((TILE, TILE, 3), 200, np.uint8)
 
 
-def write_search_sheet(results: Sequence, out: Path, max_results: int = 10) -> Path:
-    """One row per query: the photo with its box, the crop that was embedded, then the top results."""
+def write_search_sheet(results: Sequence, out: Path, max_results: int = 10, pad: float = 0.08) -> Path:
+    """One row per query: the photo with its box, the crop that was embedded (``pad`` = ``crop.pad``), then the
+    top results."""
     from bbox.box import BoundingBox
 
     rows = []
@@ -70,7 +71,7 @@ def write_search_sheet(results: Sequence, out: Path, max_results: int = 10) -> P
         query = _safe_load(result.query)
         row = [labelled(thumbnail(draw_box(query, result.box) if result.box else query), "query")]
         if result.box:
-            crop = BoundingBox.from_list(result.box).to_square(0.08, query.shape[1], query.shape[0]).crop(query)
+            crop = BoundingBox.from_list(result.box).to_square(pad, query.shape[1], query.shape[0]).crop(query)
             row.append(labelled(thumbnail(crop), f"crop {result.framing.confidence:.2f}"))
         else:
             note = result.framing.note if result.framing is not None else ""

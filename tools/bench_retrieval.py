@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     crop_figures = crop_metrics(searcher, samples, results) if searcher.pipeline.cropper else None
     from tiefwatch.sheet import write_search_sheet
 
-    write_search_sheet(results[:8], args.sheet, max_results=6)
+    write_search_sheet(results[:8], args.sheet, max_results=6, pad=config.crop.pad)
 
     # --- speed: the embedding engines on the same 64 catalogue photos
     sample_images = [load_image(index.path_of(i)) for i in range(min(64, len(index)))]
