@@ -29,7 +29,8 @@ def build_net(spec: CropNetSpec, head_state: dict | None = None) -> CropNet:
     """Trunk on the shared frozen backbone plus a (loaded) head."""
     trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage, spec.c3_stage)
     with torch.no_grad():
-        c4, c5 = trunk.eval()(torch.zeros(1, 3, 64, 64))
+        probe = torch.zeros(1, 3, 64, 64, device=next(trunk.parameters()).device)
+        c4, c5 = trunk.eval()(probe)
     head = CropHead(c4.shape[1], c5.shape[1], spec.width, spec.tower_layers)
     if head_state is not None:
         head.load_state_dict(head_state)

@@ -153,6 +153,13 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
     return ProductSegmentation(mask, "product", background_rgb, sides)
 
 
+def product_box(img: np.ndarray) -> BoundingBox | None:
+    """The box of the product on a plain light catalogue background - exactly the box the crop model is trained
+    to predict - or None where the photo is not on such a background (the crop model must look)."""
+    segmentation = segment_product(img)
+    return BoundingBox.from_mask(segmentation.mask) if segmentation.on_plain_background else None
+
+
 def product_mask(img: np.ndarray) -> np.ndarray:
     """Boolean ``HxW`` mask of the product on a white/near-white catalogue photo.
 

@@ -8,6 +8,7 @@ and size.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -50,6 +51,10 @@ class TorchEngine:
 
     def __init__(self, module: nn.Module, device: torch.device) -> None:
         self.device = device
+        current = next(module.parameters(), None)
+        if current is not None and current.device != device:
+            # The cached backbone is shared (embedder, crop trunk): moving it would pull it from under the others.
+            module = copy.deepcopy(module)
         self.module = module.to(device).eval()
         if device.type == "cpu":
             self.module = self.module.to(memory_format=torch.channels_last)

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CHECKPOINT_KIND = "tiefwatch-similarity"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "similarity_default.pt"  # see benchmarks/judged
 CHECKPOINT_VERSION = 1
 
 
@@ -130,12 +132,15 @@ class SimilarityReranker:
         self.input_dim = net.input_dim
         self.fingerprint = fingerprint(net)
         self.signature: dict[str, Any] | None = None  # the embedding signature it was trained on, when known
+        self.raw_weight = 0.0  # share of the raw cosine in the score; set from the checkpoint that trained it
         _blas_controller()  # found once here (about 10 ms), not inside the first query
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SimilarityReranker:
         reranker = cls(from_checkpoint(checkpoint))
-        reranker.signature = checkpoint.get("meta", {}).get("signature")
+        meta = checkpoint.get("meta", {})
+        reranker.signature = meta.get("signature")
+        reranker.raw_weight = float(meta.get("raw_weight") or 0.0)
         return reranker
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
@@ -145,11 +150,22 @@ class SimilarityReranker:
         y = x @ self._projection_t
         return y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
 
+    def embed(self, vectors: np.ndarray) -> np.ndarray:
+        """(K, D) -> rows whose dot products are the re-ranking score: the raw unit vector scaled by
+        sqrt(raw_weight) beside the learned one scaled by sqrt(1 - raw_weight) (just the learned one when 0)."""
+        learned = self.project(vectors)
+        if not self.raw_weight:
+            return learned
+        x = np.asarray(vectors, np.float32)
+        raw = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+        return np.hstack([np.sqrt(self.raw_weight) * raw, np.sqrt(1.0 - self.raw_weight) * learned]).astype(np.float32)
+
     def score(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Learned similarity of one query (D,) to each of K candidates (K, D): (K,) float32, higher = closer."""
+        """Similarity of one query (D,) to each of K candidates (K, D): (K,) float32, higher = closer; the learned
+        cosine, blended with the raw one by ``raw_weight``."""
         candidates = np.asarray(candidates, np.float32).reshape(-1, self.input_dim)
         if not len(candidates):
             return np.zeros(0, np.float32)
         with _single_blas_thread():
-            projected = self.project(np.vstack([np.asarray(query, np.float32).reshape(1, -1), candidates]))
-        return projected[1:] @ projected[0]
+            embedded = self.embed(np.vstack([np.asarray(query, np.float32).reshape(1, -1), candidates]))
+        return embedded[1:] @ embedded[0]

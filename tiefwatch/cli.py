@@ -145,6 +145,8 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
         out=args.out,
         verbose=not args.quiet,
         fine_tune=args.fine_tune,
+        views=args.views,
+        show_progress=not args.quiet,
     )
     _emit(
         args,
@@ -315,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the workspace's checkpoint")
     p.add_argument("--fine-tune", action="store_true", help="start from the workspace's current similarity model")
+    p.add_argument(
+        "--views", type=int, help="photo-like shots per training anchor, also used as anchors (train_triplets.views)"
+    )
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(run=cmd_train_triplets)

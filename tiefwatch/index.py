@@ -21,13 +21,12 @@ import faiss
 import numpy as np
 
 from bbox.box import BoundingBox
-from tiefwatch import __version__
+from tiefwatch import __version__, vector_index
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, list_images, load_image
 from tiefwatch.pipeline import Framing, Pipeline
 from tiefwatch.progress import progress_bar
 from tiefwatch.storage import write_atomic
-from tiefwatch.vector_index import build_faiss_index, deserialize, index_kind, serialize
 from tiefwatch.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -82,6 +81,7 @@ class CatalogIndex:
         config: Config,
         faiss_index: faiss.Index | None = None,
         created: float | None = None,
+        search_refine: int | None = None,
     ) -> None:
         if len(entries) != len(vectors):
             raise ValueError(f"{len(entries)} entries for {len(vectors)} vectors")
@@ -90,7 +90,11 @@ class CatalogIndex:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.signature = signature
         self.config = config
-        self.faiss_index = faiss_index if faiss_index is not None else build_faiss_index(self.vectors, config.index)
+        if faiss_index is None:
+            faiss_index, tuning = vector_index.build_tuned(self.vectors, config.index, config.seed)
+            search_refine = tuning.refine
+        self.faiss_index = faiss_index
+        self.search_refine = search_refine or config.index.refine  # what the build-time tuning chose
         self.created = created or time.time()
 
     def __len__(self) -> int:
@@ -106,8 +110,7 @@ class CatalogIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (scores, rows) per query row; rows of -1 where the catalogue is smaller than k."""
         k = max(1, min(k, len(self)))
-        scores, rows = self.faiss_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, rows
+        return vector_index.search(self.faiss_index, self.vectors, queries, k, self.search_refine)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:
@@ -118,7 +121,9 @@ class CatalogIndex:
             "signature": self.signature,
             "config": self.config.to_dict(),
             "created": self.created,
-            "index_type": index_kind(self.faiss_index),
+            "index_type": vector_index.index_kind(self.faiss_index),
+            "search_depth": vector_index.get_depth(self.faiss_index),
+            "search_refine": self.search_refine,
         }
         boxes = np.array([e.box if e.box is not None else (np.nan,) * 4 for e in self.entries], np.float32).reshape(
             -1, 4
@@ -131,7 +136,7 @@ class CatalogIndex:
             "mtimes": np.array([e.mtime_ns for e in self.entries], np.int64),
             "sha1": np.array([e.sha1 for e in self.entries], dtype=np.str_),
             "boxes": boxes,
-            "faiss": serialize(self.faiss_index),
+            "faiss": vector_index.serialize(self.faiss_index),
         }
         write_atomic(path, lambda handle: np.savez(handle, **arrays))
         self.config.save(path.with_suffix(".config.yaml"))
@@ -161,13 +166,22 @@ class CatalogIndex:
                     )
                 ]
                 index_config = (config or saved_config).index
-                faiss_index = deserialize(data["faiss"], index_config)
+                faiss_index = vector_index.deserialize(data["faiss"], index_config, meta.get("search_depth"))
                 vectors = data["vectors"]
         except CatalogIndexError:
             raise
         except Exception as error:
             raise CatalogIndexError(f"{path}: unreadable index ({error}); rebuild it with `tiefwatch index`") from error
-        return cls(Path(meta["root"]), entries, vectors, meta["signature"], saved_config, faiss_index, meta["created"])
+        return cls(
+            Path(meta["root"]),
+            entries,
+            vectors,
+            meta["signature"],
+            saved_config,
+            faiss_index,
+            meta["created"],
+            meta.get("search_refine"),
+        )
 
     def check_compatible(self, signature: dict[str, Any]) -> None:
         """Refuse to compare vectors made differently: that would return confident garbage."""
@@ -265,7 +279,7 @@ def build_index(
                     log.warning("skipped %s", image)
                     summary.skipped.append(item[0])
             if good:
-                vectors, framings = pipeline.embed_images([image for _, image in good])
+                vectors, framings = pipeline.embed_images([image for _, image in good], catalogue=True)
                 for (item, _), vector, framing in zip(good, vectors, framings, strict=True):
                     rel, _, size, mtime, sha1, existed = item
                     embedded.append((Entry(rel, size, mtime, sha1, _box_tuple(framing)), vector))
@@ -278,10 +292,18 @@ def build_index(
     entries = [entry for entry, _ in rows]
     dim = pipeline.embedder.dim
     vectors = np.stack([vector for _, vector in rows]) if rows else np.zeros((0, dim), np.float32)
-    index = CatalogIndex(root, entries, vectors, signature, config)
+    trained, refine = None, None
+    if reusable and previous is not None and previous.config.index == config.index:
+        if summary.added or summary.updated or summary.removed:
+            # Keep the previous index's trained codebooks: at scale, training is the costly part of an update.
+            trained, tuning = vector_index.refill(previous.faiss_index, vectors, config.index, config.seed)
+            refine = tuning.refine
+        else:
+            trained, refine = previous.faiss_index, previous.search_refine
+    index = CatalogIndex(root, entries, vectors, signature, config, trained, search_refine=refine)
     index.save(index_path)
     summary.total = len(entries)
-    summary.index_type = index_kind(index.faiss_index)
+    summary.index_type = vector_index.index_kind(index.faiss_index)
     summary.seconds = round(time.perf_counter() - started, 3)
     if embedded:
         summary.embedded_per_second = round(len(embedded) / max(embed_seconds, 1e-9), 2)

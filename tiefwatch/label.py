@@ -100,6 +100,7 @@ class LabelApp:
         self._leases: dict[int, tuple[str, float]] = {}
         self._skips: Counter[int] = Counter()
         self._exhausted: set[int] = set()
+        self._allowed: set[int] | None = None
         self._thumbnails: OrderedDict[int, bytes] = OrderedDict()
         self._model_lock = threading.Lock()
         self._reranker: Reranker | None = None
@@ -125,7 +126,7 @@ class LabelApp:
                 return
             self._model_key = key
             try:
-                reranker = load_reranker(self.config, self.workspace)
+                reranker = load_reranker(self.config, self.workspace, self.index.signature)
             except Exception as error:  # a half-written or unsupported model must not stop the labelling
                 log.warning("similarity model not loaded, keeping %s: %s", self.model_note, error)
                 return
@@ -136,6 +137,12 @@ class LabelApp:
             with self._lock:
                 self._exhausted.clear()  # a new ranking opens new uncertain pairs
             log.info("labelling now ranks with %s", self.model_note)
+
+    def restrict_anchors(self, rows: set[int]) -> None:
+        """Ask about these anchors only (candidates still come from the whole catalogue): annotators working in
+        parallel from separate processes take disjoint shares this way."""
+        with self._lock:
+            self._allowed = set(rows)
 
     def model_scores(self, anchor: int, candidates: np.ndarray) -> np.ndarray:
         """The current model's similarity of each candidate row to the anchor row."""
@@ -216,8 +223,12 @@ class LabelApp:
             self._leases = {
                 row: lease for row, lease in self._leases.items() if lease[1] > now and lease[0] != annotator
             }
-            leased, exhausted = set(self._leases), set(self._exhausted)
-        order = [row for row in self.anchor_order(state).tolist() if row not in exhausted]
+            leased, exhausted, allowed = set(self._leases), set(self._exhausted), self._allowed
+        order = [
+            row
+            for row in self.anchor_order(state).tolist()
+            if row not in exhausted and (allowed is None or row in allowed)
+        ]
         # Anchors on another annotator's screen come last: better asked twice than telling someone to stop.
         order = [row for row in order if row not in leased] + [row for row in order if row in leased]
         for anchor in order[:ANCHOR_TRIES]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from tiefwatch.config import Config
 from tiefwatch.pipeline import Cropper, Reranker
 from tiefwatch.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def _first_existing(*candidates: str | Path | None) -> Path | None:
@@ -37,15 +41,40 @@ def load_cropper(config: Config, workspace: Workspace, required: bool = False) -
     )
 
 
-def load_reranker(config: Config, workspace: Workspace) -> Reranker | None:
-    """The configured similarity model, else the workspace's, else None (FAISS order is final)."""
+def load_reranker(
+    config: Config, workspace: Workspace, index_signature: dict[str, Any] | None = None
+) -> Reranker | None:
+    """The configured similarity model, else the workspace's, else the package's default (trained on human
+    judgements, see benchmarks/judged), else None (FAISS order is final).
+
+    The packaged model is only used where the index's vectors are made the way it was trained on; otherwise it
+    is left out quietly, since a user never chose it.
+    """
     import torch
 
-    from ranking.similarity import SimilarityReranker
+    from ranking.similarity import DEFAULT_MODEL, SimilarityReranker
 
     if config.rerank.model and not Path(config.rerank.model).exists():
         raise FileNotFoundError(f"rerank.model {config.rerank.model} does not exist")
     path = _first_existing(config.rerank.model, workspace.similarity_model_path)
+    packaged = path is None and config.rerank.packaged and DEFAULT_MODEL.exists()
+    if packaged:
+        path = DEFAULT_MODEL
     if path is None:
         return None
-    return SimilarityReranker.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
+    reranker = SimilarityReranker.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
+    if packaged and index_signature is not None and not same_embedding(reranker.signature, index_signature):
+        log.info("packaged similarity model not used: this index's vectors are made with other settings")
+        return None
+    return reranker
+
+
+def same_embedding(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two embedding signatures make comparable vectors: the backbone side, not how photos were framed."""
+    if a is None or b is None:
+        return True
+    return embedding_part(a) == embedding_part(b)
+
+
+def embedding_part(signature: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in signature.items() if not k.startswith("crop")}

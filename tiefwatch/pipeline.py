@@ -15,6 +15,7 @@ import numpy as np
 
 from bbox.box import BoundingBox
 from bbox.predict import BoxPrediction
+from bbox.synth import product_box
 from ranking.backbone import weights_fingerprint
 from ranking.features import Embedder
 from tiefwatch.config import Config
@@ -81,30 +82,47 @@ class Pipeline:
             "crop_model": self.cropper.fingerprint if self.cropper is not None else None,
             "crop_pad": self.config.crop.pad if self.cropper is not None else None,
             "crop_refine": self.config.crop.refine if self.cropper is not None else None,
+            "crop_catalog_cutout": self.config.crop.catalog_cutout if self.cropper is not None else None,
         }
 
-    def frame(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[Framing]]:
-        """Crop each image to its watch; low-confidence boxes fall back to the whole image, and say so."""
+    def frame(self, images: Sequence[np.ndarray], catalogue: bool = False) -> tuple[list[np.ndarray], list[Framing]]:
+        """Crop each image to its watch; low-confidence boxes fall back to the whole image, and say so.
+
+        ``catalogue`` photos on a plain background are framed by their product cut-out (``crop.catalog_cutout``),
+        the box the crop model is trained to reproduce on query photos; the rest go through the model."""
         if self.cropper is None:
             return list(images), [Framing(None, None, "crop off") for _ in images]
-        predictions = self.cropper.predict(images)
-        crops, framings = [], []
+        crops: list[np.ndarray | None] = [None] * len(images)
+        framings: list[Framing | None] = [None] * len(images)
+        if catalogue and self.config.crop.catalog_cutout:
+            for number, image in enumerate(images):
+                box = product_box(image)
+                if box is not None:
+                    crops[number], framings[number] = self._square(image, box), Framing(box, 1.0, "product cut-out")
+        pending = [number for number, crop in enumerate(crops) if crop is None]
+        predictions = self.cropper.predict([images[number] for number in pending]) if pending else []
         threshold = self.config.crop.min_confidence
-        for image, prediction in zip(images, predictions, strict=True):
+        for number, prediction in zip(pending, predictions, strict=True):
+            image = images[number]
             if prediction.confidence < threshold:
-                crops.append(image)
-                framings.append(
-                    Framing(None, prediction.confidence, f"low crop confidence {prediction.confidence:.2f}")
+                crops[number] = image
+                framings[number] = Framing(
+                    None, prediction.confidence, f"low crop confidence {prediction.confidence:.2f}"
                 )
                 continue
-            h, w = image.shape[:2]
-            square = prediction.box.to_square(pad=self.config.crop.pad, w=w, h=h)
-            crops.append(square.crop(image))
-            framings.append(Framing(prediction.box, prediction.confidence))
-        return crops, framings
+            crops[number] = self._square(image, prediction.box)
+            framings[number] = Framing(prediction.box, prediction.confidence)
+        return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
+
+    def _square(self, image: np.ndarray, box: BoundingBox) -> np.ndarray:
+        h, w = image.shape[:2]
+        return box.to_square(pad=self.config.crop.pad, w=w, h=h).crop(image)
 
     def embed_images(
-        self, images: Sequence[np.ndarray], progress: Callable[[int], None] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        progress: Callable[[int], None] | None = None,
+        catalogue: bool = False,
     ) -> tuple[np.ndarray, list[Framing]]:
-        crops, framings = self.frame(images)
+        crops, framings = self.frame(images, catalogue)
         return self.embedder.embed(crops, progress=progress), framings

@@ -17,7 +17,7 @@ import numpy as np
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, load_image
 from tiefwatch.index import CatalogIndex, CatalogIndexError
-from tiefwatch.models import load_cropper, load_reranker
+from tiefwatch.models import load_cropper, load_reranker, same_embedding
 from tiefwatch.pipeline import Framing, Pipeline, Reranker
 from tiefwatch.progress import progress_bar
 from tiefwatch.workspace import Workspace
@@ -86,10 +86,10 @@ class Searcher:
         self.pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
         self.index.check_compatible(self._comparable(self.pipeline.signature()))
         self.reranker: Reranker | None = (
-            load_reranker(config, workspace) if use_rerank and config.rerank.enabled else None
+            load_reranker(config, workspace, self.index.signature) if use_rerank and config.rerank.enabled else None
         )
         trained_on = getattr(self.reranker, "signature", None)
-        if trained_on is not None and _embedding_part(trained_on) != _embedding_part(self.index.signature):
+        if not same_embedding(trained_on, self.index.signature):
             raise CatalogIndexError(
                 "the similarity model was trained on vectors made with other settings than this index; "
                 "re-run `tiefwatch train` / `tiefwatch train-triplets`, or use --no-rerank"
@@ -142,11 +142,6 @@ class Searcher:
                 out.extend(by_name[str(path)] for path in chunk)
                 advance(len(chunk))
         return out
-
-
-def _embedding_part(signature: dict[str, Any]) -> dict[str, Any]:
-    """What a re-ranker's input vectors depend on: the backbone side, not how photos were framed."""
-    return {k: v for k, v in signature.items() if not k.startswith("crop")}
 
 
 def search(

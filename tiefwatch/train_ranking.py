@@ -76,8 +76,14 @@ def train_triplets(
     out: str | Path | None = None,
     verbose: bool = True,
     fine_tune: bool = False,
+    views: int | None = None,
+    show_progress: bool = True,
 ) -> TripletTrainSummary:
     """Train the re-ranking network on the workspace index's vectors and save it beside the index.
+
+    ``views`` (default ``train_triplets.views``) photo-like shots of every training anchor are also used as the
+    anchor of that anchor's triplets, plus one "its own catalogue photo beats its closest look-alike" triplet per
+    shot: a user's query is a photo, not a catalogue shot, and the exact watch must stay first.
 
     ``fine_tune`` starts from the workspace's current similarity model (e.g. the photo-invariance projection of
     ``tiefwatch train``) instead of a fresh one; the held-out triplets decide whether the result is kept better.
@@ -91,6 +97,10 @@ def train_triplets(
     if epochs is not None:
         settings.epochs = epochs
     train, val = split_by_anchor(rows, settings.val_fraction, settings.seed)
+    views = settings.views if views is None else views
+    vectors = index.vectors
+    if views > 0:
+        vectors, train = with_photo_anchors(index, train, views, config, workspace, show_progress)
     checkpoint_path = workspace.models_dir / "similarity.ckpt"
     model_path = Path(out) if out else workspace.similarity_model_path
 
@@ -116,11 +126,13 @@ def train_triplets(
             {"net": to_checkpoint(current), "epoch": report.epoch, "state": training_state}, checkpoint_path
         )
 
-    net, reports = fit_triplets(index.vectors, train, val, settings, net, start_epoch, state, on_epoch)
+    net, reports = fit_triplets(vectors, train, val, settings, net, start_epoch, state, on_epoch)
     best = max(reports, key=lambda r: (r.val_accuracy, -r.val_loss)) if reports else None
     meta = {
         "signature": index.signature,
         "triplets": len(rows),
+        "photo_views": views,
+        "raw_weight": settings.raw_weight,
         "val_accuracy": best.val_accuracy if best else None,
         "backbone_val_accuracy": best.backbone_val_accuracy if best else None,
         "margin": best.margin if best else None,
@@ -140,6 +152,31 @@ def train_triplets(
         reports,
         time.perf_counter() - started,
     )
+
+
+def with_photo_anchors(
+    index: CatalogIndex, train: np.ndarray, views: int, config: Config, workspace: Workspace, show_progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index vectors with simulated photos of the training anchors appended, and the training triplets with
+    (photo, near, far) copies and (photo, own catalogue photo, look-alike) identity triplets added."""
+    from ranking.triplet_training import hard_negative_triplets
+    from tiefwatch.models import load_cropper
+    from tiefwatch.pipeline import Pipeline
+
+    cropper = load_cropper(config, workspace) if config.crop.enabled else None
+    pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
+    anchors = np.unique(train[:, 0])
+    view_vecs, owners = simulated_view_vectors(index, anchors, views, pipeline, config.seed, show_progress)
+    offset = len(index)
+    views_of: dict[int, list[int]] = {}
+    for number, owner in enumerate(owners.tolist()):
+        views_of.setdefault(owner, []).append(offset + number)
+    photo_triplets = [[view, near, far] for anchor, near, far in train.tolist() for view in views_of[anchor]]
+    identity = hard_negative_triplets(
+        view_vecs, owners, index.vectors, k=5, rng=np.random.default_rng(config.seed), anchor_offset=offset
+    )
+    vectors = np.vstack([index.vectors, view_vecs]).astype(np.float32)
+    return vectors, np.vstack([train, np.asarray(photo_triplets, np.int64).reshape(-1, 3), identity])
 
 
 # ------------------------------------------------------------------------------------- photo invariance

@@ -100,3 +100,15 @@ def test_reranking_a_hundred_candidates_takes_well_under_ten_milliseconds() -> N
         reranker.score(query, candidates)
         timings.append(time.perf_counter() - started)
     assert np.median(timings) < 0.010
+
+
+def test_raw_weight_from_the_checkpoint_blends_raw_and_learned_cosine() -> None:
+    net = random_net()
+    rng = np.random.default_rng(0)
+    query, candidates = rng.normal(size=32).astype(np.float32), rng.normal(size=(20, 32)).astype(np.float32)
+    learned_only = SimilarityReranker.from_checkpoint(to_checkpoint(net))
+    blended = SimilarityReranker.from_checkpoint(to_checkpoint(net, {"raw_weight": 0.6}))
+    assert learned_only.raw_weight == 0.0 and blended.raw_weight == 0.6
+    raw = (candidates / np.linalg.norm(candidates, axis=1, keepdims=True)) @ (query / np.linalg.norm(query))
+    expected = 0.6 * raw + 0.4 * learned_only.score(query, candidates)
+    np.testing.assert_allclose(blended.score(query, candidates), expected, rtol=1e-5, atol=1e-6)

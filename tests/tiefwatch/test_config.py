@@ -42,3 +42,13 @@ def test_bad_yaml_is_a_one_line_error(tmp_path: Path) -> None:
     path.write_text("search: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         Config.load(path)
+
+
+def test_saved_configs_of_earlier_versions_still_load() -> None:
+    """index.pq_m was written by earlier versions into every workspace and index; it is read and dropped."""
+    from tiefwatch.config import Config, ConfigError
+
+    config = Config.from_dict({"index": {"pq_m": 64, "ivf_nprobe": 8}})
+    assert config.index.ivf_nprobe == 8 and not hasattr(config.index, "pq_m")
+    with pytest.raises(ConfigError, match="unknown config key 'index.pq_mm'"):
+        Config.from_dict({"index": {"pq_mm": 64}})

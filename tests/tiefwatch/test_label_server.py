@@ -280,7 +280,7 @@ def test_new_model_is_picked_up_without_restart(
         def score(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
             return -(candidates @ query)  # the reverse of cosine: a visibly different ranking
 
-    def fake_load(config: Config, workspace: Workspace) -> FakeReranker | None:
+    def fake_load(config: Config, workspace: Workspace, index_signature: dict | None = None) -> FakeReranker | None:
         if not workspace.similarity_model_path.exists():
             return None
         if workspace.similarity_model_path.read_bytes() == b"broken":

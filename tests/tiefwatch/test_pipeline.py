@@ -48,3 +48,38 @@ def test_crop_disabled_ignores_the_cropper_and_changes_the_signature() -> None:
     on, off = _pipeline(0.9), _pipeline(0.9, **{"crop.enabled": "false"})
     assert off.cropper is None and off.frame([np.zeros((8, 8, 3), np.uint8)])[1][0].note == "crop off"
     assert on.signature()["crop_model"] == "fixed" and off.signature()["crop_model"] is None
+
+
+class CountingCropper(FixedCropper):
+    def __init__(self, confidence: float) -> None:
+        super().__init__(confidence)
+        self.seen = 0
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
+        self.seen += len(images)
+        return super().predict(images)
+
+
+def test_catalogue_photos_on_white_are_framed_by_their_cut_out_and_others_by_the_model() -> None:
+    from tests.helpers import draw_watch
+
+    on_white = draw_watch(3)  # a drawn watch on a white product background
+    cluttered = np.random.default_rng(0).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    pipeline = _pipeline(0.9)
+    cropper = CountingCropper(0.9)
+    pipeline.cropper = cropper
+    crops, framings = pipeline.frame([on_white, cluttered], catalogue=True)
+    assert len(crops) == 2 and crops[0].shape[0] == crops[0].shape[1]
+    assert cropper.seen == 1, "only the photo that is not on a plain background needs the model"
+    assert framings[0].note == "product cut-out" and framings[1].box == BoundingBox(10, 20, 50, 40)
+    ys, xs = np.nonzero((on_white < 235).any(axis=2))
+    truth = BoundingBox(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert framings[0].box is not None and framings[0].box.iou(truth) > 0.9
+    # queries (and catalogues with the switch off) always go through the model
+    pipeline.frame([on_white], catalogue=False)
+    assert cropper.seen == 2
+    off = _pipeline(0.9, **{"crop.catalog_cutout": "false"})
+    off.cropper = cropper
+    off.frame([on_white], catalogue=True)
+    assert cropper.seen == 3
+    assert off.signature()["crop_catalog_cutout"] is False and pipeline.signature()["crop_catalog_cutout"] is True

@@ -62,3 +62,42 @@ def test_triplet_naming_a_photo_outside_the_index_is_refused(drawn_workspace, tm
     bad.write_text(f"anchor,near,far\n{catalog[0][0]},{catalog[1][0]},{stray}\n")
     with pytest.raises(ValueError, match="not in the index"):
         train_triplets(bad, workspace, verbose=False)
+
+
+def test_photo_views_add_photo_anchored_and_identity_triplets(drawn_workspace, tmp_path: Path) -> None:
+    workspace, csv_path, _ = drawn_workspace
+    plain = train_triplets(csv_path, workspace, epochs=1, verbose=False, out=tmp_path / "plain.pt")
+    viewed = train_triplets(csv_path, workspace, epochs=1, verbose=False, out=tmp_path / "views.pt", views=1)
+    # every training triplet gets a photo-anchored copy, plus one identity triplet per photo (at most 40 watches)
+    assert 2 * plain.train_triplets < viewed.train_triplets <= 2 * plain.train_triplets + 40
+    import torch
+
+    meta = torch.load(tmp_path / "views.pt", map_location="cpu", weights_only=True)["meta"]
+    assert meta["photo_views"] == 1
+
+
+def test_packaged_model_serves_a_fresh_workspace_only_where_it_fits(
+    drawn_workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import torch
+
+    import ranking.similarity
+    from tiefwatch.search import Searcher
+
+    workspace, csv_path, _ = drawn_workspace
+    packaged = tmp_path / "packaged.pt"
+    train_triplets(csv_path, workspace, epochs=1, verbose=False, out=packaged)
+    fresh = Workspace(tmp_path / "fresh")
+    shutil.copytree(workspace.root / "index", fresh.root / "index")
+    config = workspace.load_config()
+    monkeypatch.setattr(ranking.similarity, "DEFAULT_MODEL", packaged)
+    assert Searcher(fresh, config).reranker is not None
+    off = config.merged(overrides=["rerank.packaged=false"])
+    assert Searcher(fresh, off).reranker is None
+
+    checkpoint = torch.load(packaged, map_location="cpu", weights_only=True)
+    checkpoint["meta"]["signature"] = {**checkpoint["meta"]["signature"], "image_size": 999}
+    torch.save(checkpoint, packaged)
+    assert Searcher(fresh, config).reranker is None, "a packaged model for other vectors is left out, no error"
