@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=Path, required=True, help="folder of query photos")
     parser.add_argument("--count", type=int, default=50, help="warm queries timed")
     parser.add_argument("--fresh-runs", type=int, default=3)
+    parser.add_argument("--note", default="", help="how the workspace was prepared, printed under the command")
     parser.add_argument("--doc", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh = fresh_process_seconds(args.workspace, paths[0], args.fresh_runs)
     figures = {
         "command": command,
+        "note": args.note,
         "queries": len(paths),
         "engine": searcher.pipeline.embedder.engine_name,
         "catalogue": len(searcher.index),
@@ -113,6 +115,7 @@ def render(f: dict) -> str:
             f["command"],
             "```",
             "",
+            *([f.get("note", ""), ""] if f.get("note") else []),
             f"Warm searcher, {f['queries']} photo-like queries one at a time, median milliseconds per stage:",
             "",
             "| decode | crop | embed | FAISS | re-rank top-100 | total |",
