@@ -146,7 +146,6 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
         verbose=not args.quiet,
         fine_tune=args.fine_tune,
         views=args.views,
-        show_progress=not args.quiet,
     )
     _emit(
         args,

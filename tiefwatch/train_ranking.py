@@ -77,7 +77,6 @@ def train_triplets(
     verbose: bool = True,
     fine_tune: bool = False,
     views: int | None = None,
-    show_progress: bool = True,
 ) -> TripletTrainSummary:
     """Train the re-ranking network on the workspace index's vectors and save it beside the index.
 
@@ -100,7 +99,7 @@ def train_triplets(
     views = settings.views if views is None else views
     vectors = index.vectors
     if views > 0:
-        vectors, train = with_photo_anchors(index, train, views, config, workspace, show_progress)
+        vectors, train = with_photo_anchors(index, train, views, config, workspace, verbose)
     checkpoint_path = workspace.models_dir / "similarity.ckpt"
     model_path = Path(out) if out else workspace.similarity_model_path
 
