@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from bbox.box import BoundingBox
-from bbox.model import CropHead, CropNet, CropNetSpec, CropTrunk, decode, letterbox, normalise
+from bbox.netio import CropNetSpec, decode, letterbox, normalise
 from ranking.backbone import resolve_device, shared_backbone
-from ranking.engines import make_engine
+from ranking.engines import make_engine, onnx_cache_path, write_cache_file
+
+if TYPE_CHECKING:
+    from bbox.model import CropHead, CropNet
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "crop_default.pt"
 
@@ -27,6 +31,10 @@ class BoxPrediction:
 
 def build_net(spec: CropNetSpec, head_state: dict | None = None) -> CropNet:
     """Trunk on the shared frozen backbone plus a (loaded) head."""
+    import torch
+
+    from bbox.model import CropHead, CropNet, CropTrunk
+
     trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage, spec.c3_stage)
     with torch.no_grad():
         probe = torch.zeros(1, 3, 64, 64, device=next(trunk.parameters()).device)
@@ -38,6 +46,8 @@ def build_net(spec: CropNetSpec, head_state: dict | None = None) -> CropNet:
 
 
 def checkpoint_bytes(head: CropHead, spec: CropNetSpec, meta: dict) -> bytes:
+    import torch
+
     buffer = io.BytesIO()
     torch.save({"kind": "tiefwatch-crop", "spec": spec.as_dict(), "head": head.state_dict(), "meta": meta}, buffer)
     return buffer.getvalue()
@@ -56,21 +66,28 @@ class BoxPredictor:
         refine: bool = False,
         refine_pad: float = 0.3,
     ) -> None:
-        path = Path(path)
-        data = path.read_bytes()
-        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "tiefwatch-crop":
-            raise ValueError(f"{path} is not a tiefwatch crop model")
-        self.path = path
-        self.spec = CropNetSpec(**checkpoint["spec"])
-        self.meta = checkpoint.get("meta", {})
+        self.path = Path(path)
+        data = self.path.read_bytes()
         self.fingerprint = f"crop:{hashlib.sha256(data).hexdigest()[:16]}"
+        # The spec and meta are cached beside the ONNX graph, so a cached crop model opens without torch.
+        header_path = onnx_cache_path(cache_dir, self.fingerprint, 0).with_suffix(".crop.json")
+        header = _read_header(header_path)
+        if header is None:
+            checkpoint = _load_checkpoint(data, self.path)
+            header = {"spec": checkpoint["spec"], "meta": checkpoint.get("meta", {})}
+            write_cache_file(header_path, json.dumps(header).encode())
+        self.spec = CropNetSpec(**header["spec"])
+        self.meta = header["meta"]
         self.batch_size = batch_size
         self.refine = refine
         self.refine_pad = refine_pad
-        self.net = build_net(self.spec, checkpoint["head"])
         self.engine = make_engine(
-            self.net, self.spec.input_size, resolve_device(device), engine, cache_dir, self.fingerprint
+            lambda: build_net(self.spec, _load_checkpoint(data, self.path)["head"]),
+            self.spec.input_size,
+            resolve_device(device),
+            engine,
+            cache_dir,
+            self.fingerprint,
         )
 
     def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
@@ -108,3 +125,20 @@ class BoxPredictor:
                 y0, y1 = sorted((float(np.clip(y0, 0, h)), float(np.clip(y1, 0, h))))
                 out.append(BoxPrediction(BoundingBox(x0, y0, x1, y1), float(conf)))
         return out
+
+
+def _load_checkpoint(data: bytes, path: Path) -> dict[str, Any]:
+    import torch
+
+    checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "tiefwatch-crop":
+        raise ValueError(f"{path} is not a tiefwatch crop model")
+    return checkpoint
+
+
+def _read_header(path: Path) -> dict[str, Any] | None:
+    try:
+        header = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) and "spec" in header and "meta" in header else None

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from bbox.box import BoundingBox
-from bbox.model import CropHead, CropNetSpec, CropTrunk, crop_loss, decode, letterbox, normalise
+from bbox.model import CropHead, CropTrunk, crop_loss
+from bbox.netio import CropNetSpec, decode, letterbox, normalise
 from bbox.settings import BoxTrainSettings
 from bbox.synth import PhotoSimulator, procedural_clutter, segment_product
 from ranking.backbone import shared_backbone, weights_fingerprint
@@ -116,9 +117,9 @@ def extract_features(
     """Run the frozen trunk once over every scene; keep the two feature maps in float16."""
     trunk = CropTrunk(shared_backbone(spec.backbone), spec.c4_stage, spec.c3_stage).eval()
     runner = make_engine(
-        trunk,
+        lambda: trunk,
         spec.input_size,
-        torch.device("cpu"),
+        "cpu",
         engine,
         cache_dir,
         f"crop-trunk:{weights_fingerprint(spec.backbone)}:{spec}",

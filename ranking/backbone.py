@@ -8,14 +8,16 @@ its tensors map one-to-one, in order, onto timm's ``tf_efficientnet_lite2``.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class BackboneError(RuntimeError):
@@ -71,6 +73,7 @@ def weights_fingerprint(name: str) -> str:
 def create_backbone(name: str = "efficientnet_lite2", pretrained: bool = True) -> nn.Module:
     """The timm model with the packaged ImageNet weights, strictly loaded, in eval mode."""
     import timm
+    import torch
 
     spec = get_spec(name)
     model = timm.create_model(spec.timm_name, pretrained=False)
@@ -100,12 +103,22 @@ def shared_backbone(name: str = "efficientnet_lite2") -> nn.Module:
     return model
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def _cuda_available() -> bool:
+    """Asks torch only where an NVIDIA driver is loaded: on a CPU-only Linux machine the answer is known without
+    paying two seconds to import torch (a fresh search process must not)."""
+    if sys.platform.startswith("linux") and not Path("/proc/driver/nvidia/version").exists():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_device(device: str = "auto") -> str:
     """``auto`` picks CUDA when present; asking for CUDA without one is a clear error, not a crash later."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackboneError("--device cuda was asked for, but no CUDA device is available here")
+        return "cuda" if _cuda_available() else "cpu"
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise BackboneError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return torch.device(device)
+    if device.startswith("cuda") and not _cuda_available():
+        raise BackboneError("--device cuda was asked for, but no CUDA device is available here")
+    return device

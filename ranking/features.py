@@ -6,46 +6,69 @@ changes the vectors (size, pooling, light normalisation) is part of the embeddin
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ranking.backbone import get_spec, resolve_device, shared_backbone, weights_fingerprint
-from ranking.engines import FeatureMapModule, make_engine, resolve_engine
+from ranking.engines import feature_map_module, make_engine, resolve_engine
+
+if TYPE_CHECKING:
+    from torch import nn
 
 POOLINGS = ("gap", "gem")
 
 
-def gem(features: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised-mean pooling: between average (p=1) and max (p=inf); favours the watch over flat background."""
-    return features.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+def gem(features: np.ndarray, p: float = 3.0, eps: float = 1e-6) -> np.ndarray:
+    """Generalised-mean pooling of (N, C, H, W) maps: between average (p=1) and max (p=inf); favours the watch
+    over flat background."""
+    clamped = np.maximum(features, np.float32(eps))
+    powered = clamped * clamped * clamped if p == 3.0 else clamped**p
+    return powered.mean(axis=(-2, -1)) ** np.float32(1.0 / p)
 
 
-def pool(features: torch.Tensor, pooling: str, gem_p: float = 3.0) -> torch.Tensor:
+def pool(features: np.ndarray, pooling: str, gem_p: float = 3.0) -> np.ndarray:
     if pooling == "gap":
-        return features.mean(dim=(-2, -1))
+        return features.mean(axis=(-2, -1))
     if pooling == "gem":
         return gem(features, gem_p)
     raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+
+
+def _percentile_from_histogram(histogram: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of uint8 values given only their histogram: the two
+    order statistics it interpolates between are read off the cumulative counts. Exact, and ~50x faster than
+    sorting a 260x260 image."""
+    counts = np.cumsum(histogram)
+    position = q / 100.0 * (counts[-1] - 1)
+    below = int(np.floor(position))
+    low = int(np.searchsorted(counts, below, side="right"))
+    high = int(np.searchsorted(counts, below + 1, side="right")) if below + 1 < counts[-1] else low
+    return low + (position - below) * (high - low)
 
 
 def normalise_light(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
     """Percentile white balance: maps each channel's bright end to white and the dark end to black.
 
     Phone photos are darker and colour-cast; catalogue shots on white are nearly unchanged by this, so applying
-    it to both sides moves queries towards the catalogue's look without learning anything.
+    it to both sides moves queries towards the catalogue's look without learning anything. Percentiles come from
+    histograms and the mapping is a lookup table: the same result as the float formula, in a tenth of the time.
     """
-    pixels = image.reshape(-1, 3).astype(np.float32)
-    top = np.percentile(pixels, high, axis=0)
-    bottom = float(np.percentile(pixels.min(axis=1), low))
-    scale = 255.0 / np.maximum(top - bottom, 16.0)
-    out = (image.astype(np.float32) - bottom) * scale
-    return np.clip(out, 0, 255).astype(np.uint8)
+    image = np.ascontiguousarray(image)
+    top = np.array(
+        [_percentile_from_histogram(np.bincount(image[..., c].ravel(), minlength=256), high) for c in range(3)],
+        np.float32,
+    )
+    darkest = np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
+    bottom = np.float32(_percentile_from_histogram(np.bincount(darkest.ravel(), minlength=256), low))
+    scale = np.float32(255.0) / np.maximum(top - bottom, np.float32(16.0))
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    table = np.clip((levels - bottom) * scale, 0, 255).astype(np.uint8)  # (256, 3): one column per channel
+    return cv2.LUT(image, table.reshape(256, 1, 3))
 
 
 def square_pad(image: np.ndarray, value: int = 255) -> np.ndarray:
@@ -90,15 +113,23 @@ class Embedder:
         self.light_norm = light_norm
         self.batch_size = batch_size
         self.device = resolve_device(device)
-        self.model = (model if model is not None else shared_backbone(backbone)).eval()
+        self.backbone_name = backbone
+        self._model = model.eval() if model is not None else None
         self.engine_name = resolve_engine(engine, self.device)
-        key = f"{weights_fingerprint(backbone)}:features" if model is None else f"custom-{id(model)}"
+        key = f"{weights_fingerprint(backbone)}:features" if model is None else _content_key(model)
         self.engine = make_engine(
-            FeatureMapModule(self.model), image_size, self.device, self.engine_name, cache_dir, key
+            lambda: feature_map_module(self.model), image_size, self.device, self.engine_name, cache_dir, key
         )
         self.dim = self.spec.feature_dim
         self._mean = np.asarray(self.spec.mean, np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(self.spec.std, np.float32) * 255.0)
+
+    @property
+    def model(self) -> nn.Module:
+        """The torch backbone, built on first use: a cached ONNX graph answers queries without it."""
+        if self._model is None:
+            self._model = shared_backbone(self.backbone_name).eval()
+        return self._model
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 HxWx3 -> normalised float32 3xSxS."""
@@ -121,9 +152,8 @@ class Embedder:
         return self.engine(batch)[0]
 
     def vectors_from_maps(self, maps: np.ndarray, pooling: str | None = None) -> np.ndarray:
-        with torch.inference_mode():
-            pooled = pool(torch.from_numpy(maps), pooling or self.pooling, self.gem_p)
-            return F.normalize(pooled, dim=1).float().numpy()
+        pooled = pool(np.asarray(maps, np.float32), pooling or self.pooling, self.gem_p)
+        return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     def embed(self, images: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per image, in batches of ``batch_size``."""
@@ -135,8 +165,20 @@ class Embedder:
                 progress(len(chunk))
         return out
 
-    @torch.inference_mode()
     def classify(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """ImageNet-1k logits: proves the weights are the real pretrained ones (a cat is a cat)."""
-        maps = torch.from_numpy(self.feature_maps(self.batch(images)))
-        return self.model.forward_head(maps).float().numpy()
+        import torch
+
+        with torch.inference_mode():
+            maps = torch.from_numpy(self.feature_maps(self.batch(images)))
+            return self.model.forward_head(maps).float().numpy()
+
+
+def _content_key(model: nn.Module) -> str:
+    """Cache key of a caller's own backbone: a hash of its weights (an object id could name another model's
+    cached graph in a later process)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"custom:{digest.hexdigest()[:16]}"

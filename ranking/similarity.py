@@ -1,4 +1,4 @@
-"""The learned similarity: a linear projection of frozen backbone vectors, and the re-ranker that uses it.
+"""The learned similarity: a linear projection of frozen backbone vectors (searches run it through ``ranking.rerank``).
 
 ``SimilarityNet`` maps a backbone vector ``x`` to ``normalize(W normalize(x))`` with ``W`` (d, D): cosine in
 the projected space is the learned similarity. It was measured against a residual form,
@@ -15,12 +15,8 @@ catalogue's projected vectors could be cached if re-ranking ever needs to go dee
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 CHECKPOINT_KIND = "tiefwatch-similarity"
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "similarity_default.pt"  # see benchmarks/judged
 CHECKPOINT_VERSION = 1
 
 
@@ -97,75 +92,3 @@ def from_checkpoint(checkpoint: dict[str, Any]) -> SimilarityNet:
     net = SimilarityNet(**checkpoint["spec"])
     net.load_state_dict(checkpoint["state_dict"])
     return net.eval()
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # only a speed guard; scikit-learn brings it
-        return None
-    return ThreadpoolController()
-
-
-@contextlib.contextmanager
-def _single_blas_thread() -> Iterator[None]:
-    """One BLAS thread for one small product: on a busy two-core machine a threaded (100, 1280) x (1280, 256)
-    product measured 5 ms median and 40 ms at the 90th percentile, single-threaded 1.5 ms flat."""
-    controller = _blas_controller()
-    if controller is None:
-        yield
-        return
-    with controller.limit(limits=1, user_api="blas"):
-        yield
-
-
-class SimilarityReranker:
-    """The ``Reranker`` protocol on a trained ``SimilarityNet``: numpy in, numpy out, no torch per call.
-
-    The projection is copied to a float32 numpy array once; each call is one (K+1, D) x (D, d) product.
-    """
-
-    def __init__(self, net: SimilarityNet) -> None:
-        weight = net.projection.weight.detach().cpu().float().numpy()
-        self._projection_t = np.ascontiguousarray(weight.T)  # (D, d)
-        self.input_dim = net.input_dim
-        self.fingerprint = fingerprint(net)
-        self.signature: dict[str, Any] | None = None  # the embedding signature it was trained on, when known
-        self.raw_weight = 0.0  # share of the raw cosine in the score; set from the checkpoint that trained it
-        _blas_controller()  # found once here (about 10 ms), not inside the first query
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SimilarityReranker:
-        reranker = cls(from_checkpoint(checkpoint))
-        meta = checkpoint.get("meta", {})
-        reranker.signature = meta.get("signature")
-        reranker.raw_weight = float(meta.get("raw_weight") or 0.0)
-        return reranker
-
-    def project(self, vectors: np.ndarray) -> np.ndarray:
-        """(K, D) -> (K, d) unit rows in the learned space; the numpy twin of ``SimilarityNet.forward``."""
-        x = np.asarray(vectors, np.float32)
-        x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-        y = x @ self._projection_t
-        return y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
-
-    def embed(self, vectors: np.ndarray) -> np.ndarray:
-        """(K, D) -> rows whose dot products are the re-ranking score: the raw unit vector scaled by
-        sqrt(raw_weight) beside the learned one scaled by sqrt(1 - raw_weight) (just the learned one when 0)."""
-        learned = self.project(vectors)
-        if not self.raw_weight:
-            return learned
-        x = np.asarray(vectors, np.float32)
-        raw = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-        return np.hstack([np.sqrt(self.raw_weight) * raw, np.sqrt(1.0 - self.raw_weight) * learned]).astype(np.float32)
-
-    def score(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Similarity of one query (D,) to each of K candidates (K, D): (K,) float32, higher = closer; the learned
-        cosine, blended with the raw one by ``raw_weight``."""
-        candidates = np.asarray(candidates, np.float32).reshape(-1, self.input_dim)
-        if not len(candidates):
-            return np.zeros(0, np.float32)
-        with _single_blas_thread():
-            embedded = self.embed(np.vstack([np.asarray(query, np.float32).reshape(1, -1), candidates]))
-        return embedded[1:] @ embedded[0]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bbox.box import BoundingBox
-from bbox.model import CropNetSpec
+from bbox.netio import CropNetSpec
 from bbox.predict import checkpoint_bytes
 from bbox.train import CachedFeatures, EpochReport, extract_features, fit, split_rows, synthesise
 from tiefwatch.config import Config

@@ -322,7 +322,7 @@ def index_catalog(
     show_progress: bool = False,
 ) -> IndexSummary:
     """Library form of ``tiefwatch index``: embed new or changed photos, drop deleted ones, save atomically."""
-    from tiefwatch.models import load_cropper
+    from tiefwatch.models import load_cropper, load_reranker
 
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
@@ -338,5 +338,9 @@ def index_catalog(
     cropper = load_cropper(config, workspace) if config.crop.enabled else None
     pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
     workspace.save_config(config)
-    _, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress)
+    index, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress)
+    if config.rerank.enabled:
+        # Loading the similarity model leaves its numpy form in the workspace cache (as building the pipeline
+        # left the ONNX graphs): the first search then needs no torch.
+        load_reranker(config, workspace, index.signature)
     return summary

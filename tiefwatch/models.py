@@ -50,19 +50,17 @@ def load_reranker(
     The packaged model is only used where the index's vectors are made the way it was trained on; otherwise it
     is left out quietly, since a user never chose it.
     """
-    import torch
-
-    from ranking.similarity import DEFAULT_MODEL, SimilarityReranker
+    from ranking import rerank
 
     if config.rerank.model and not Path(config.rerank.model).exists():
         raise FileNotFoundError(f"rerank.model {config.rerank.model} does not exist")
     path = _first_existing(config.rerank.model, workspace.similarity_model_path)
-    packaged = path is None and config.rerank.packaged and DEFAULT_MODEL.exists()
+    packaged = path is None and config.rerank.packaged and rerank.DEFAULT_MODEL.exists()
     if packaged:
-        path = DEFAULT_MODEL
+        path = rerank.DEFAULT_MODEL
     if path is None:
         return None
-    reranker = SimilarityReranker.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
+    reranker = rerank.SimilarityReranker.load(path, workspace.cache_dir)
     if packaged and index_signature is not None and not same_embedding(reranker.signature, index_signature):
         log.info("packaged similarity model not used: this index's vectors are made with other settings")
         return None

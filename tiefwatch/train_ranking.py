@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ranking.rerank import SimilarityReranker
 from ranking.similarity import SimilarityNet, from_checkpoint, to_checkpoint
 from ranking.triplet_training import TripletEpochReport, fit_triplets, split_by_anchor
 from tiefwatch.config import Config
@@ -139,6 +140,7 @@ def train_triplets(
     }
     torch_save_atomic(to_checkpoint(net, meta), model_path)
     config.save(model_path.with_suffix(".config.yaml"))
+    SimilarityReranker.load(model_path, workspace.cache_dir)  # its numpy form, so searches need no torch
     return TripletTrainSummary(
         str(model_path),
         len(rows),
@@ -287,6 +289,7 @@ def train_invariance(
     }
     torch_save_atomic(to_checkpoint(net, meta), model_path)
     config.save(model_path.with_suffix(".config.yaml"))
+    SimilarityReranker.load(model_path, workspace.cache_dir)  # its numpy form, so searches need no torch
     return InvarianceSummary(
         str(model_path), len(train_rows), views, len(val_rows), raw, trained, time.perf_counter() - started
     )

@@ -22,13 +22,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from judged_set import ATTRIBUTES, derive_triplets, half_of, read_attributes
 
-from ranking.similarity import SimilarityReranker
+from ranking.rerank import SimilarityReranker
 from ranking.triplet_training import triplet_accuracy
 from tiefwatch.index import CatalogIndex, index_catalog
 from tiefwatch.models import load_cropper
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if invariance:
             workspace.similarity_model_path.unlink(missing_ok=True)
-    reranker = SimilarityReranker.from_checkpoint(torch.load(model_path, map_location="cpu", weights_only=True))
+    reranker = SimilarityReranker.load(model_path)
 
     # ---- photo-like anchors for every half-B watch a figure needs, cropped and embedded like a real query
     test_rows = np.unique(np.concatenate([rows(direct["B"])[:, 0], rows(derived_by_half["B"])[:, 0]]))

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bbox.box import BoundingBox
-from bbox.model import CropNetSpec, decode, giou_loss, heat_targets, letterbox
+from bbox.model import giou_loss, heat_targets
+from bbox.netio import CropNetSpec, decode, letterbox
 from bbox.predict import BoxPredictor, build_net, checkpoint_bytes
 from bbox.synth import PhotoSimulator
 from bbox.train import BoxTrainSettings, box_iou, extract_features, fit, split_rows, synthesise

@@ -65,12 +65,15 @@ def test_onnx_and_torch_engines_agree(tmp_path) -> None:
         onnx_embedder.engine(np.zeros((1, 3, 96, 96), np.float32))
 
 
-def test_gem_lies_between_mean_and_max() -> None:
-    features = torch.rand(2, 4, 3, 3)
-    mean, peak = features.mean(dim=(-2, -1)), features.amax(dim=(-2, -1))
+def test_gem_lies_between_mean_and_max_and_matches_the_torch_formula() -> None:
+    features = np.random.default_rng(0).random((2, 4, 3, 3), dtype=np.float32)
+    mean, peak = features.mean(axis=(-2, -1)), features.max(axis=(-2, -1))
     pooled = gem(features, p=3.0)
-    assert torch.all(pooled >= mean - 1e-6) and torch.all(pooled <= peak + 1e-6)
-    torch.testing.assert_close(pool(features, "gap"), mean)
+    assert np.all(pooled >= mean - 1e-6) and np.all(pooled <= peak + 1e-6)
+    reference = torch.from_numpy(features).clamp(min=1e-6).pow(3).mean(dim=(-2, -1)).pow(1 / 3).numpy()
+    np.testing.assert_allclose(pooled, reference, rtol=1e-5)
+    np.testing.assert_allclose(gem(features, p=2.0), np.sqrt((features**2).mean(axis=(-2, -1))), rtol=1e-5)
+    np.testing.assert_allclose(pool(features, "gap"), mean)
     with pytest.raises(ValueError):
         pool(features, "max")
 

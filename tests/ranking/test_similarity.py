@@ -7,14 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ranking.similarity import (
-    CHECKPOINT_KIND,
-    SimilarityNet,
-    SimilarityReranker,
-    fingerprint,
-    from_checkpoint,
-    to_checkpoint,
-)
+from ranking.rerank import SimilarityReranker
+from ranking.similarity import CHECKPOINT_KIND, SimilarityNet, fingerprint, from_checkpoint, to_checkpoint
 
 
 def random_net(input_dim: int = 32, output_dim: int = 8, seed: int = 0) -> SimilarityNet:
@@ -52,7 +46,8 @@ def test_checkpoint_round_trip_gives_identical_scores() -> None:
     assert fingerprint(restored) == fingerprint(net) == loaded["fingerprint"]
     query, candidates = unit_rows(1, 32, 4)[0], unit_rows(20, 32, 5)
     assert np.array_equal(
-        SimilarityReranker(net).score(query, candidates), SimilarityReranker(restored).score(query, candidates)
+        SimilarityReranker.from_net(net).score(query, candidates),
+        SimilarityReranker.from_net(restored).score(query, candidates),
     )
 
 
@@ -67,7 +62,7 @@ def test_checkpoint_refuses_other_files_and_unserialisable_meta() -> None:
 def test_fingerprint_follows_the_weights() -> None:
     assert fingerprint(random_net(seed=0)) == fingerprint(random_net(seed=0))
     assert fingerprint(random_net(seed=0)) != fingerprint(random_net(seed=1))
-    assert SimilarityReranker(random_net(seed=0)).fingerprint.startswith("similarity:")
+    assert SimilarityReranker.from_net(random_net(seed=0)).fingerprint.startswith("similarity:")
 
 
 def test_reranker_matches_the_net_and_orders_by_the_learned_similarity() -> None:
@@ -76,7 +71,7 @@ def test_reranker_matches_the_net_and_orders_by_the_learned_similarity() -> None
     net = SimilarityNet(3, 2)
     with torch.no_grad():
         net.projection.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
-    reranker = SimilarityReranker(net)
+    reranker = SimilarityReranker.from_net(net)
     query = np.array([1.0, 0.0, 1.0], np.float32)
     candidates = np.array([[0.0, 1.0, 1.0], [1.0, 0.1, 0.0], [1.0, 0.8, 0.0], [0.1, 0.3, 5.0]], np.float32)
     raw = candidates @ query / np.linalg.norm(candidates, axis=1) / np.linalg.norm(query)
@@ -91,7 +86,7 @@ def test_reranker_matches_the_net_and_orders_by_the_learned_similarity() -> None
 
 
 def test_reranking_a_hundred_candidates_takes_well_under_ten_milliseconds() -> None:
-    reranker = SimilarityReranker(random_net(1280, 256))
+    reranker = SimilarityReranker.from_net(random_net(1280, 256))
     query, candidates = unit_rows(1, 1280, 0)[0], unit_rows(100, 1280, 1)
     reranker.score(query, candidates)
     timings = []
@@ -112,3 +107,28 @@ def test_raw_weight_from_the_checkpoint_blends_raw_and_learned_cosine() -> None:
     raw = (candidates / np.linalg.norm(candidates, axis=1, keepdims=True)) @ (query / np.linalg.norm(query))
     expected = 0.6 * raw + 0.4 * learned_only.score(query, candidates)
     np.testing.assert_allclose(blended.score(query, candidates), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_loads_through_its_numpy_cache_without_torch(tmp_path) -> None:
+    """The second load reads the ``.npz`` the first one wrote: same scores, and no torch needed for it."""
+    net = random_net(seed=5)
+    path = tmp_path / "model.pt"
+    torch.save(to_checkpoint(net, {"raw_weight": 0.3, "signature": {"image_size": 96}}), path)
+    first = SimilarityReranker.load(path, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("similarity-*.npz"))) == 1
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any torch import now fails
+        "from pathlib import Path\n"
+        "from ranking.rerank import SimilarityReranker\n"
+        f"r = SimilarityReranker.load(Path({str(path)!r}), Path({str(tmp_path / 'cache')!r}))\n"
+        "print(r.fingerprint, r.raw_weight, r.signature)"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == [first.fingerprint, "0.3"]
+    query, candidates = unit_rows(1, 32, 1)[0], unit_rows(10, 32, 2)
+    second = SimilarityReranker.load(path, tmp_path / "cache")
+    assert np.array_equal(first.score(query, candidates), second.score(query, candidates))
+    assert second.signature == {"image_size": 96}

@@ -83,7 +83,7 @@ def test_packaged_model_serves_a_fresh_workspace_only_where_it_fits(
 
     import torch
 
-    import ranking.similarity
+    import ranking.rerank
     from tiefwatch.search import Searcher
 
     workspace, csv_path, _ = drawn_workspace
@@ -92,7 +92,7 @@ def test_packaged_model_serves_a_fresh_workspace_only_where_it_fits(
     fresh = Workspace(tmp_path / "fresh")
     shutil.copytree(workspace.root / "index", fresh.root / "index")
     config = workspace.load_config()
-    monkeypatch.setattr(ranking.similarity, "DEFAULT_MODEL", packaged)
+    monkeypatch.setattr(ranking.rerank, "DEFAULT_MODEL", packaged)
     assert Searcher(fresh, config).reranker is not None
     off = config.merged(overrides=["rerank.packaged=false"])
     assert Searcher(fresh, off).reranker is None
