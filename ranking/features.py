@@ -155,12 +155,16 @@ class Embedder:
         pooled = pool(np.asarray(maps, np.float32), pooling or self.pooling, self.gem_p)
         return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
+    def embed_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Vectors of already ``preprocess``-ed images (N, 3, S, S)."""
+        return self.vectors_from_maps(self.feature_maps(batch))
+
     def embed(self, images: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Unit-length float32 vectors, one row per image, in batches of ``batch_size``."""
         out = np.zeros((len(images), self.dim), np.float32)
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            out[start : start + len(chunk)] = self.vectors_from_maps(self.feature_maps(self.batch(chunk)))
+            out[start : start + len(chunk)] = self.embed_batch(self.batch(chunk))
             if progress is not None:
                 progress(len(chunk))
         return out

@@ -210,8 +210,45 @@ def _decode(path: Path) -> np.ndarray | ImageReadError:
         return error
 
 
-def _decode_chunk(chunk: list[tuple]) -> list[np.ndarray | ImageReadError]:
-    return [_decode(item[1]) for item in chunk]
+@dataclass
+class _Prepared:
+    """A decoded catalogue photo, with its framing and model input when no network was needed to frame it."""
+
+    image: np.ndarray
+    framing: Framing | None = None
+    tensor: np.ndarray | None = None
+
+
+def _prepare_chunk(chunk: list[tuple], pipeline: Pipeline) -> list[_Prepared | ImageReadError]:
+    """Decode, frame by cut-out and preprocess (numpy and OpenCV, off the model's thread)."""
+    out: list[_Prepared | ImageReadError] = []
+    for item in chunk:
+        image = _decode(item[1])
+        if isinstance(image, ImageReadError):
+            out.append(image)
+            continue
+        framed = pipeline.frame_without_model(image)
+        if framed is None:
+            out.append(_Prepared(image))
+        else:
+            out.append(_Prepared(image, framed[1], pipeline.embedder.preprocess(framed[0])))
+    return out
+
+
+def _embed_prepared(pipeline: Pipeline, prepared: list[_Prepared]) -> tuple[np.ndarray, list[Framing]]:
+    """Vectors in order: ready inputs go straight to the model, the rest through the crop model first."""
+    vectors = np.zeros((len(prepared), pipeline.embedder.dim), np.float32)
+    framings: list[Framing | None] = [item.framing for item in prepared]
+    ready = [number for number, item in enumerate(prepared) if item.tensor is not None]
+    if ready:
+        vectors[ready] = pipeline.embedder.embed_batch(np.stack([prepared[n].tensor for n in ready]))
+    rest = [number for number, item in enumerate(prepared) if item.tensor is None]
+    if rest:
+        rest_vectors, rest_framings = pipeline.embed_images([prepared[n].image for n in rest])
+        vectors[rest] = rest_vectors
+        for number, framing in zip(rest, rest_framings, strict=True):
+            framings[number] = framing
+    return vectors, [framing for framing in framings if framing is not None]
 
 
 def build_index(
@@ -264,22 +301,22 @@ def build_index(
         progress_bar("Embedding catalogue", total=len(to_embed), enabled=show_progress) as advance,
         ThreadPoolExecutor(max_workers=max(1, config.embed.decode_workers)) as pool,
     ):
-        # Decode the next few batches in threads while the model runs on this one; the look-ahead is bounded
-        # so a large catalogue is never decoded into memory all at once.
+        # Decode, frame and preprocess the next few batches in threads while the model runs on this one; the
+        # look-ahead is bounded so a large catalogue is never decoded into memory all at once.
         chunks = [to_embed[i : i + batch] for i in range(0, len(to_embed), batch)]
         ahead = max(1, config.embed.decode_workers)
-        pending = deque(pool.submit(_decode_chunk, chunk) for chunk in chunks[:ahead])
+        pending = deque(pool.submit(_prepare_chunk, chunk, pipeline) for chunk in chunks[:ahead])
         for number, chunk in enumerate(chunks):
             decoded = pending.popleft().result()
             if number + ahead < len(chunks):
-                pending.append(pool.submit(_decode_chunk, chunks[number + ahead]))
-            good = [(item, image) for item, image in zip(chunk, decoded, strict=True) if isinstance(image, np.ndarray)]
-            for item, image in zip(chunk, decoded, strict=True):
-                if not isinstance(image, np.ndarray):
-                    log.warning("skipped %s", image)
+                pending.append(pool.submit(_prepare_chunk, chunks[number + ahead], pipeline))
+            good = [(item, ready) for item, ready in zip(chunk, decoded, strict=True) if isinstance(ready, _Prepared)]
+            for item, ready in zip(chunk, decoded, strict=True):
+                if not isinstance(ready, _Prepared):
+                    log.warning("skipped %s", ready)
                     summary.skipped.append(item[0])
             if good:
-                vectors, framings = pipeline.embed_images([image for _, image in good], catalogue=True)
+                vectors, framings = _embed_prepared(pipeline, [ready for _, ready in good])
                 for (item, _), vector, framing in zip(good, vectors, framings, strict=True):
                     rel, _, size, mtime, sha1, existed = item
                     embedded.append((Entry(rel, size, mtime, sha1, _box_tuple(framing)), vector))

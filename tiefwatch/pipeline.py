@@ -94,11 +94,11 @@ class Pipeline:
             return list(images), [Framing(None, None, "crop off") for _ in images]
         crops: list[np.ndarray | None] = [None] * len(images)
         framings: list[Framing | None] = [None] * len(images)
-        if catalogue and self.config.crop.catalog_cutout:
+        if catalogue:
             for number, image in enumerate(images):
-                box = product_box(image)
-                if box is not None:
-                    crops[number], framings[number] = self._square(image, box), Framing(box, 1.0, "product cut-out")
+                framed = self.frame_without_model(image)
+                if framed is not None:
+                    crops[number], framings[number] = framed
         pending = [number for number, crop in enumerate(crops) if crop is None]
         predictions = self.cropper.predict([images[number] for number in pending]) if pending else []
         threshold = self.config.crop.min_confidence
@@ -113,6 +113,16 @@ class Pipeline:
             crops[number] = self._square(image, prediction.box)
             framings[number] = Framing(prediction.box, prediction.confidence)
         return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
+
+    def frame_without_model(self, image: np.ndarray) -> tuple[np.ndarray, Framing] | None:
+        """A catalogue photo's framing where no network is needed (crop off, or its product cut-out), else None.
+        Cheap numpy work, so ``index`` runs it in its decode threads while the model embeds the previous batch."""
+        if self.cropper is None:
+            return image, Framing(None, None, "crop off")
+        if not self.config.crop.catalog_cutout:
+            return None
+        box = product_box(image)
+        return None if box is None else (self._square(image, box), Framing(box, 1.0, "product cut-out"))
 
     def _square(self, image: np.ndarray, box: BoundingBox) -> np.ndarray:
         h, w = image.shape[:2]

@@ -189,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     for anchor_name, queries in (("catalogue anchor", gallery), ("photo anchor", photos)):
         raw_score = top_agreement(queries, gallery, gallery_names, attributes, raw)
         trained = top_agreement(queries, gallery, gallery_names, attributes, learned)
+        learned_only = top_agreement(queries, gallery, gallery_names, attributes, reranker.project)
         figures["agreement"][anchor_name] = {
             "raw": raw_score,
             "trained": trained,
             "closer_to_best": (trained - raw_score) / max(best - raw_score, 1e-9),
+            "learned_only": learned_only,  # diagnostic: the learned cosine without the raw share of the score
         }
     figures["agreement"]["random"], figures["agreement"]["best"] = random, best
     figures["gallery"] = len(gallery_names)
