@@ -84,6 +84,52 @@ def cmd_search(args: argparse.Namespace, workspace: Workspace) -> int:
     return 1 if failed == len(results) else 0
 
 
+def cmd_eval(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.evaluation import evaluate
+
+    ks = tuple(sorted({int(k) for k in args.k.split(",") if k.strip()}))
+    if not ks or min(ks) < 1:
+        raise CliError(f"-k takes positive ranks separated by commas, got {args.k!r}")
+    report = evaluate(
+        workspace,
+        queries=args.queries,
+        triplets=args.triplets,
+        simulate=args.simulate,
+        ks=ks,
+        config=_config(args, workspace),
+        seed=args.seed,
+        show_progress=not args.quiet,
+    )
+    if args.format == "json":
+        _print_json(report.as_dict())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if report.retrieval:
+        table = Table(
+            title=f"{report.queries} queries ({report.query_csv}), true watch searched within the top {report.depth}",
+            title_justify="left",
+        )
+        table.add_column("search")
+        for k in ks:
+            table.add_column(f"R@{k}", justify="right")
+        table.add_column("mAP", justify="right")
+        for row in report.retrieval:
+            table.add_row(row.name, *(f"{row.recall[k]:.3f}" for k in ks), f"{row.mean_ap:.3f}")
+        console.print(table)
+        if report.unreadable:
+            console.print(f"{report.unreadable} query photos could not be read (counted as misses)")
+    if report.triplets:
+        t = report.triplets
+        trained = "no similarity model" if t["trained"] is None else f"{t['trained']:.3f}"
+        console.print(
+            f"held-out triplets ({t['count']}, {t['csv']}): accuracy raw backbone {t['raw']:.3f}, trained {trained}"
+        )
+    return 0
+
+
 def cmd_crop(args: argparse.Namespace, workspace: Workspace) -> int:
     from tiefwatch.crop import crop_images
 
@@ -291,6 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-crop", action="store_true", help="embed the whole photo")
     p.add_argument("--no-rerank", action="store_true", help="keep the FAISS order")
     p.set_defaults(run=cmd_search)
+
+    p = verbs.add_parser("eval", help="recall@k / mAP on queries with known answers; held-out triplet accuracy")
+    p.add_argument("queries", type=Path, nargs="?", help="CSV query,truth (query photo, its catalogue photo)")
+    p.add_argument("--simulate", type=int, default=0, help="instead: N photo-like queries of catalogue watches")
+    p.add_argument("--triplets", type=Path, help="held-out anchor,near,far CSV: triplet accuracy")
+    p.add_argument("-k", default="1,5,10", help="recall ranks, comma-separated")
+    p.add_argument("--seed", type=int, default=0, help="for --simulate")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(run=cmd_eval)
 
     p = verbs.add_parser("crop", help="find the watch in photos; write square crops and box overlays")
     p.add_argument("images", nargs="+", help="image files or folders")
