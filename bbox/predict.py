@@ -75,7 +75,7 @@ class BoxPredictor:
         if header is None:
             checkpoint = _load_checkpoint(data, self.path)
             header = {"spec": checkpoint["spec"], "meta": checkpoint.get("meta", {})}
-            write_cache_file(header_path, json.dumps(header).encode())
+            write_cache_file(header_path, json.dumps(header, default=str).encode())
         self.spec = CropNetSpec(**header["spec"])
         self.meta = header["meta"]
         self.batch_size = batch_size

@@ -103,10 +103,14 @@ def shared_backbone(name: str = "efficientnet_lite2") -> nn.Module:
     return model
 
 
+# Where a Linux machine shows an NVIDIA driver (bare metal, containers, WSL); without any of them CUDA cannot work.
+NVIDIA_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+
+
 def _cuda_available() -> bool:
-    """Asks torch only where an NVIDIA driver is loaded: on a CPU-only Linux machine the answer is known without
+    """Asks torch only where an NVIDIA driver shows: on a CPU-only Linux machine the answer is known without
     paying two seconds to import torch (a fresh search process must not)."""
-    if sys.platform.startswith("linux") and not Path("/proc/driver/nvidia/version").exists():
+    if sys.platform.startswith("linux") and not any(Path(marker).exists() for marker in NVIDIA_MARKERS):
         return False
     import torch
 

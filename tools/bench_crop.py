@@ -26,13 +26,15 @@ from tiefwatch.images import list_images  # noqa: E402
 from tools.benchdoc import machine_line, write_section  # noqa: E402
 
 
-def measure(predictor: BoxPredictor, samples: list) -> dict:
+def measure(predictor: BoxPredictor, samples: list, sheet: Path | None = None) -> dict:
     predictor.predict([samples[0].image])  # warm: ONNX session and caches
     started = time.perf_counter()
     predictions = [predictor.predict([s.image])[0] for s in samples]
     ms = (time.perf_counter() - started) / len(samples) * 1000
     ious = np.array([p.box.iou(s.box) for p, s in zip(predictions, samples, strict=True)])
     confidence = np.array([p.confidence for p in predictions])
+    if sheet is not None:
+        write_worst_sheet(sheet, samples, predictions, ious)
     return {
         "mean_iou": float(ious.mean()),
         "median_iou": float(np.median(ious)),
@@ -43,6 +45,22 @@ def measure(predictor: BoxPredictor, samples: list) -> dict:
     }
 
 
+def write_worst_sheet(path: Path, samples: list, predictions: list, ious: np.ndarray, count: int = 24) -> None:
+    """The ``count`` lowest-IoU scenes: true box green, predicted red, IoU and confidence under each."""
+    from tiefwatch.images import save_image
+    from tiefwatch.sheet import draw_box, labelled, thumbnail
+
+    tiles = []
+    for number in np.argsort(ious)[:count]:
+        sample, prediction = samples[number], predictions[number]
+        image = draw_box(sample.image, sample.box.as_list(), (40, 200, 40))
+        image = draw_box(image, prediction.box.as_list(), (255, 40, 40))
+        tiles.append(labelled(thumbnail(image, 200), f"IoU {ious[number]:.2f} conf {prediction.confidence:.2f}"))
+    rows = [np.hstack(tiles[i : i + 6] + [np.full_like(tiles[0], 255)] * (6 - len(tiles[i : i + 6])))
+            for i in range(0, len(tiles), 6)]  # fmt: skip
+    save_image(path, np.vstack(rows), quality=88)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=Path, default=ROOT.parent / "shared/data/watch-catalog-dev")
@@ -51,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="", help="where the models came from, printed under the command")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
+    parser.add_argument("--sheet", type=Path, help="write the worst boxes of each model here (NAME-MODEL.jpg)")
     args = parser.parse_args(argv)
     command = "python tools/bench_crop.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     holdout = [p for p in list_images(args.catalog) if is_holdout(p.name)]
@@ -60,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.model:
         for refine in (False, True):
             predictor = BoxPredictor(model, refine=refine, cache_dir=cache, batch_size=1)
-            figures = measure(predictor, samples)
+            sheet = None
+            if args.sheet is not None and not refine:
+                sheet = args.sheet.with_name(f"{args.sheet.stem}-{model.stem}{args.sheet.suffix or '.jpg'}")
+            figures = measure(predictor, samples, sheet)
             rows.append(
                 f"| {model.name} ({predictor.meta.get('trained_on', '?')}) | {'on' if refine else 'off'} "
                 f"| {figures['mean_iou']:.3f} | {figures['median_iou']:.3f} | {figures['iou_at_50']:.1%} "
