@@ -64,7 +64,7 @@ class BoxPredictor:
         cache_dir: Path | None = None,
         batch_size: int = 16,
         refine: bool = False,
-        refine_pad: float = 0.3,
+        refine_pad: float = 1.0,
     ) -> None:
         self.path = Path(path)
         data = self.path.read_bytes()

@@ -74,6 +74,7 @@ class CropConfig:
     detail_stage: int = 2  # backbone block folded in at stride 8 for small watches (-1: none); train-bbox only
     tower_layers: int = 2  # head depth; train-bbox only (a model records its own)
     refine: bool = False  # a second look at a zoomed square around the first box (benchmarks.md, crop section)
+    refine_pad: float = 1.0  # that square: the box padded by this share of its size on each side (0.3 lost IoU)
     # Catalogue photos on a plain light background are framed by their product cut-out: the very box the crop
     # model is trained to predict, for a few milliseconds instead of a backbone pass. Others go to the model.
     catalog_cutout: bool = True

@@ -38,6 +38,7 @@ def load_cropper(config: Config, workspace: Workspace, required: bool = False) -
         cache_dir=workspace.cache_dir,
         batch_size=config.embed.batch_size,
         refine=config.crop.refine,
+        refine_pad=config.crop.refine_pad,
     )
 
 

@@ -81,9 +81,13 @@ class Pipeline:
             "weights": weights_fingerprint(self.config.backbone.name),
             "crop_model": self.cropper.fingerprint if self.cropper is not None else None,
             "crop_pad": self.config.crop.pad if self.cropper is not None else None,
-            "crop_refine": self.config.crop.refine if self.cropper is not None else None,
+            "crop_refine": self._refine_setting() if self.cropper is not None else None,
             "crop_catalog_cutout": self.config.crop.catalog_cutout if self.cropper is not None else None,
         }
+
+    def _refine_setting(self) -> bool | float:
+        """False, or the refine pass's padding: both change the boxes, so both belong in the signature."""
+        return self.config.crop.refine_pad if self.config.crop.refine else False
 
     def frame(self, images: Sequence[np.ndarray], catalogue: bool = False) -> tuple[list[np.ndarray], list[Framing]]:
         """Crop each image to its watch; low-confidence boxes fall back to the whole image, and say so.

@@ -9,7 +9,7 @@ import torch
 from bbox.box import BoundingBox
 from bbox.model import giou_loss, heat_targets
 from bbox.netio import CropNetSpec, decode, letterbox
-from bbox.predict import BoxPredictor, build_net, checkpoint_bytes
+from bbox.predict import BoxPrediction, BoxPredictor, build_net, checkpoint_bytes
 from bbox.synth import PhotoSimulator
 from bbox.train import BoxTrainSettings, box_iou, extract_features, fit, split_rows, synthesise
 from tests.helpers import draw_watch
@@ -105,3 +105,24 @@ def test_box_iou_rows() -> None:
     b = np.array([[1, 1, 3, 3], [0, 0, 1, 1]], np.float32)
     np.testing.assert_allclose(box_iou(a, b), [1 / 7, 1.0], rtol=1e-6)
     assert BoundingBox(0, 0, 2, 2).iou(BoundingBox(1, 1, 3, 3)) == pytest.approx(1 / 7)
+
+
+def test_refine_pass_looks_again_inside_the_padded_first_box(tmp_path, tiny_features, monkeypatch) -> None:
+    """The second look sees the padded square around the first box, and its box is moved back to image pixels."""
+    spec = tiny_features[0]
+    path = tmp_path / "crop.pt"
+    path.write_bytes(checkpoint_bytes(build_net(spec).head, spec, {}))
+    predictor = BoxPredictor(path, device="cpu", engine="torch", refine=True, refine_pad=1.0)
+    seen: list[tuple[int, int]] = []
+    first = BoundingBox(100, 50, 120, 70)  # 20 px: padded by 20 px a side -> a 60-px square
+
+    def fake_once(images):
+        seen.extend(image.shape[:2] for image in images)
+        if len(seen) == 1:
+            return [BoxPrediction(first, 0.9)]
+        return [BoxPrediction(BoundingBox(10, 10, 50, 50), 0.5)]
+
+    monkeypatch.setattr(predictor, "_predict_once", fake_once)
+    (prediction,) = predictor.predict([np.zeros((200, 300, 3), np.uint8)])
+    assert seen == [(200, 300), (60, 60)]
+    assert prediction.box == BoundingBox(90, 40, 130, 80) and prediction.confidence == 0.9

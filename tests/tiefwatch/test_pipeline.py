@@ -83,3 +83,12 @@ def test_catalogue_photos_on_white_are_framed_by_their_cut_out_and_others_by_the
     off.frame([on_white], catalogue=True)
     assert cropper.seen == 3
     assert off.signature()["crop_catalog_cutout"] is False and pipeline.signature()["crop_catalog_cutout"] is True
+
+
+def test_the_refine_pass_and_its_padding_are_part_of_the_signature() -> None:
+    """Both change the boxes, so an index built without the refine pass must not be searched with it."""
+    off = _pipeline(0.9).signature()["crop_refine"]
+    on = _pipeline(0.9, **{"crop.refine": "true"}).signature()["crop_refine"]
+    wider = _pipeline(0.9, **{"crop.refine": "true", "crop.refine_pad": "0.5"}).signature()["crop_refine"]
+    assert off is False and on == 1.0 and wider == 0.5
+    assert _pipeline(0.9, **{"crop.refine_pad": "0.5"}).signature()["crop_refine"] is False  # unused when off
