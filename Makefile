@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CATALOG ?= ../shared/data/watch-catalog-dev
 
-.PHONY: demo test lint venv bench bench-adapted bench-judged bench-scale crop-model similarity-model clean
+.PHONY: demo test lint venv bench bench-adapted bench-crop bench-judged bench-scale crop-model similarity-model clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,13 +42,19 @@ crop-model: $(STAMP)
 # photo-invariance re-ranker, then the retrieval benchmark on the held-out watches (about 25 minutes).
 ADAPTED := .tiefwatch/bench-adapted
 bench-adapted: $(STAMP)
-	$(BIN)/tiefwatch --workspace $(ADAPTED) train-bbox $(CATALOG) --holdout 0.2
+	$(BIN)/tiefwatch --workspace $(ADAPTED) train-bbox $(CATALOG) --holdout 0.2 --samples 32000
 	$(BIN)/tiefwatch --workspace $(ADAPTED) index $(CATALOG)
 	$(BIN)/tiefwatch --workspace $(ADAPTED) train --holdout 0.2 --views 2
 	$(BIN)/python tools/bench_retrieval.py --catalog $(CATALOG) --workspace $(ADAPTED) \
 		--section retrieval-adapted --sheet docs/images/bench_adapted_sheet.jpg \
 		--title "Retrieval, pipeline adapted to the dev catalogue (crop model + photo-invariance re-ranker)" \
-		--note "Workspace prepared by \`make bench-adapted\`: train-bbox --holdout 0.2, index, train --holdout 0.2 --views 2."
+		--note "Workspace prepared by \`make bench-adapted\`: train-bbox --holdout 0.2 --samples 32000, index, train --holdout 0.2 --views 2."
+
+# Crop boxes on photo-like scenes of held-out watches: the packaged model beside the one bench-adapted trained.
+bench-crop: $(STAMP)
+	$(BIN)/python tools/bench_crop.py --catalog $(CATALOG) --model bbox/weights/crop_default.pt \
+		--model $(ADAPTED)/models/crop.pt --sheet docs/images/crop_worst.jpg \
+		--note "crop_default.pt: the packaged model (make crop-model). crop.pt: make bench-adapted (train-bbox --holdout 0.2 --samples 32000)."
 
 # The similarity model that ships with the package, learned from the human-judged set in benchmarks/judged:
 # judged triplets + triplets derived from labelled attributes, each anchor also as 2 photo-like shots. Anchors

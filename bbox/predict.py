@@ -65,6 +65,7 @@ class BoxPredictor:
         batch_size: int = 16,
         refine: bool = False,
         refine_pad: float = 1.0,
+        refine_below: float = 1.0,
     ) -> None:
         self.path = Path(path)
         data = self.path.read_bytes()
@@ -81,6 +82,7 @@ class BoxPredictor:
         self.batch_size = batch_size
         self.refine = refine
         self.refine_pad = refine_pad
+        self.refine_below = refine_below  # only boxes whose long side is below this share of the image's
         self.engine = make_engine(
             lambda: build_net(self.spec, _load_checkpoint(data, self.path)["head"]),
             self.spec.input_size,
@@ -91,23 +93,27 @@ class BoxPredictor:
         )
 
     def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
-        """One box per image; with ``refine`` a second look at a zoomed square around the first box."""
+        """One box per image; with ``refine`` a second look at a zoomed square around a first box that is small
+        (long side below ``refine_below`` of the image's): a large watch is already seen in full detail."""
         first = self._predict_once(images)
         if not self.refine:
             return first
-        regions, crops = [], []
-        for image, prediction in zip(images, first, strict=True):
+        out = list(first)
+        chosen, regions, crops = [], [], []
+        for number, (image, prediction) in enumerate(zip(images, first, strict=True)):
             h, w = image.shape[:2]
+            if max(prediction.box.width, prediction.box.height) >= self.refine_below * max(h, w):
+                continue
             region = prediction.box.to_square(pad=self.refine_pad, w=w, h=h)
+            chosen.append(number)
             regions.append(region)
             crops.append(region.crop(image))
-        second = self._predict_once(crops)
-        out = []
-        for image, prediction, region, zoomed in zip(images, first, regions, second, strict=True):
-            h, w = image.shape[:2]
+        second = self._predict_once(crops) if crops else []
+        for number, region, zoomed in zip(chosen, regions, second, strict=True):
+            h, w = images[number].shape[:2]
             box = zoomed.box
             moved = BoundingBox(box.x0 + region.x0, box.y0 + region.y0, box.x1 + region.x0, box.y1 + region.y0)
-            out.append(BoxPrediction(moved.clip(w, h), prediction.confidence))
+            out[number] = BoxPrediction(moved.clip(w, h), first[number].confidence)
         return out
 
     def _predict_once(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:

@@ -75,6 +75,7 @@ class CropConfig:
     tower_layers: int = 2  # head depth; train-bbox only (a model records its own)
     refine: bool = False  # a second look at a zoomed square around the first box (benchmarks.md, crop section)
     refine_pad: float = 1.0  # that square: the box padded by this share of its size on each side (0.3 lost IoU)
+    refine_below: float = 0.35  # refine only boxes whose long side is below this share of the photo's (benchmarks)
     # Catalogue photos on a plain light background are framed by their product cut-out: the very box the crop
     # model is trained to predict, for a few milliseconds instead of a backbone pass. Others go to the model.
     catalog_cutout: bool = True

@@ -206,8 +206,9 @@ def train_bbox(
             features = extract_features(scenes, total, spec, config.embed.engine, workspace.cache_dir, progress=advance)
         _save_cached(cache_file, features_key, features)
 
-    train_rows, val_rows = split_rows(len(features), settings.val_fraction, settings.seed)
-    train, val = features.subset(train_rows), features.subset(val_rows)
+    samples = len(features)
+    train_rows, val_rows = split_rows(samples, settings.val_fraction, settings.seed)
+    train, val = features.view(train_rows), features.view(val_rows)
 
     head, start_epoch, optimizer_state = None, 0, None
     if resume and checkpoint_path.exists():
@@ -238,7 +239,7 @@ def train_bbox(
     best = max(reports, key=lambda r: r.val_mean_iou) if reports else EpochReport(0, 0, 0, 0, 0)
     meta = {
         "trained_on": str(catalog) if catalog else "built-in drawn watches",
-        "samples": len(features),
+        "samples": samples,
         "settings": settings.__dict__,
         "val_mean_iou": best.val_mean_iou,
         "val_iou_at_50": best.val_iou_at_50,
@@ -247,7 +248,7 @@ def train_bbox(
     write_bytes_atomic(model_path, checkpoint_bytes(head, spec, meta))
     config.save(model_path.with_suffix(".config.yaml"))
     return BoxTrainSummary(
-        str(model_path), len(features), reports, best.val_mean_iou, best.val_iou_at_50, time.perf_counter() - started
+        str(model_path), samples, reports, best.val_mean_iou, best.val_iou_at_50, time.perf_counter() - started
     )
 
 

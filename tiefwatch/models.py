@@ -39,6 +39,7 @@ def load_cropper(config: Config, workspace: Workspace, required: bool = False) -
         batch_size=config.embed.batch_size,
         refine=config.crop.refine,
         refine_pad=config.crop.refine_pad,
+        refine_below=config.crop.refine_below,
     )
 
 

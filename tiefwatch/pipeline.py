@@ -85,9 +85,10 @@ class Pipeline:
             "crop_catalog_cutout": self.config.crop.catalog_cutout if self.cropper is not None else None,
         }
 
-    def _refine_setting(self) -> bool | float:
-        """False, or the refine pass's padding: both change the boxes, so both belong in the signature."""
-        return self.config.crop.refine_pad if self.config.crop.refine else False
+    def _refine_setting(self) -> bool | dict[str, float]:
+        """False, or how the refine pass looks again: any of it changes the boxes, so it belongs in the signature."""
+        crop = self.config.crop
+        return {"pad": crop.refine_pad, "below": crop.refine_below} if crop.refine else False
 
     def frame(self, images: Sequence[np.ndarray], catalogue: bool = False) -> tuple[list[np.ndarray], list[Framing]]:
         """Crop each image to its watch; low-confidence boxes fall back to the whole image, and say so.

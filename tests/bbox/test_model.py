@@ -11,7 +11,7 @@ from bbox.model import giou_loss, heat_targets
 from bbox.netio import CropNetSpec, decode, letterbox
 from bbox.predict import BoxPrediction, BoxPredictor, build_net, checkpoint_bytes
 from bbox.synth import PhotoSimulator
-from bbox.train import BoxTrainSettings, box_iou, extract_features, fit, split_rows, synthesise
+from bbox.train import BoxTrainSettings, CachedFeatures, box_iou, extract_features, fit, split_rows, synthesise
 from tests.helpers import draw_watch
 
 
@@ -126,3 +126,18 @@ def test_refine_pass_looks_again_inside_the_padded_first_box(tmp_path, tiny_feat
     (prediction,) = predictor.predict([np.zeros((200, 300, 3), np.uint8)])
     assert seen == [(200, 300), (60, 60)]
     assert prediction.box == BoundingBox(90, 40, 130, 80) and prediction.confidence == 0.9
+    seen.clear()
+    predictor.refine_below = 20 / 300  # the 20-px box is not below 20 px: no second look
+    (prediction,) = predictor.predict([np.zeros((200, 300, 3), np.uint8)])
+    assert seen == [(200, 300)] and prediction.box == first
+
+
+def test_a_view_of_cached_features_picks_rows_without_copying_them() -> None:
+    c4 = np.arange(10 * 2, dtype=np.float16).reshape(10, 2, 1, 1)
+    features = CachedFeatures(c4, c4 * 2, np.arange(40, dtype=np.float32).reshape(10, 4), np.ones(10, bool))
+    view = features.view(np.array([7, 2, 5]))
+    assert len(view) == 3 and view.c4 is features.c4  # shares the arrays
+    batch = view.subset(np.array([0, 2]))  # rows 7 and 5 of the whole set, copied
+    np.testing.assert_array_equal(batch.boxes[:, 0], [28, 20])
+    assert len(view.view(np.array([1])).subset(np.array([0]))) == 1
+    assert view.view(np.array([1])).subset(np.array([0])).boxes[0, 0] == 8  # row 2

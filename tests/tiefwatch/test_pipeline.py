@@ -90,5 +90,5 @@ def test_the_refine_pass_and_its_padding_are_part_of_the_signature() -> None:
     off = _pipeline(0.9).signature()["crop_refine"]
     on = _pipeline(0.9, **{"crop.refine": "true"}).signature()["crop_refine"]
     wider = _pipeline(0.9, **{"crop.refine": "true", "crop.refine_pad": "0.5"}).signature()["crop_refine"]
-    assert off is False and on == 1.0 and wider == 0.5
+    assert off is False and on == {"pad": 1.0, "below": 0.35} and wider == {"pad": 0.5, "below": 0.35}
     assert _pipeline(0.9, **{"crop.refine_pad": "0.5"}).signature()["crop_refine"] is False  # unused when off
