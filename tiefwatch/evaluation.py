@@ -9,12 +9,17 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bbox.box import BoundingBox
 from tiefwatch.images import load_image
+
+if TYPE_CHECKING:
+    from tiefwatch.config import Config
+    from tiefwatch.index import CatalogIndex
+    from tiefwatch.workspace import Workspace
 
 
 def is_holdout(name: str, fraction: float = 0.2, salt: str = "tiefwatch-holdout") -> bool:
@@ -142,12 +147,12 @@ def write_simulated_queries(catalog_paths: Sequence[Path], count: int, out_dir: 
 
 
 def evaluate(
-    workspace: Any = None,
+    workspace: Workspace | str | Path | None = None,
     queries: str | Path | None = None,
     triplets: str | Path | None = None,
     simulate: int = 0,
     ks: Sequence[int] = (1, 5, 10),
-    config: Any = None,
+    config: Config | None = None,
     seed: int = 0,
     show_progress: bool = False,
 ) -> EvalReport:
@@ -174,7 +179,15 @@ def evaluate(
     return report
 
 
-def _evaluate_queries(report, workspace, config, index, queries: Path, ks, show_progress: bool) -> None:
+def _evaluate_queries(
+    report: EvalReport,
+    workspace: Workspace,
+    config: Config,
+    index: CatalogIndex,
+    queries: Path,
+    ks: Sequence[int],
+    show_progress: bool,
+) -> None:
     from tiefwatch.search import Searcher
 
     pairs = read_query_csv(queries, index.root)
@@ -205,7 +218,7 @@ def _evaluate_queries(report, workspace, config, index, queries: Path, ks, show_
         )
 
 
-def _evaluate_triplets(workspace, config, index, path: Path) -> dict[str, Any]:
+def _evaluate_triplets(workspace: Workspace, config: Config, index: CatalogIndex, path: Path) -> dict[str, Any]:
     from ranking.triplet_training import triplet_accuracy
     from tiefwatch.models import load_reranker
     from tiefwatch.train_ranking import triplet_rows
