@@ -73,6 +73,7 @@ class BoxPredictor:
         # The spec and meta are cached beside the ONNX graph, so a cached crop model opens without torch.
         header_path = onnx_cache_path(cache_dir, self.fingerprint, 0).with_suffix(".crop.json")
         header = _read_header(header_path)
+        checkpoint: dict[str, Any] | None = None
         if header is None:
             checkpoint = _load_checkpoint(data, self.path)
             header = {"spec": checkpoint["spec"], "meta": checkpoint.get("meta", {})}
@@ -84,7 +85,7 @@ class BoxPredictor:
         self.refine_pad = refine_pad
         self.refine_below = refine_below  # only boxes whose long side is below this share of the image's
         self.engine = make_engine(
-            lambda: build_net(self.spec, _load_checkpoint(data, self.path)["head"]),
+            lambda: build_net(self.spec, (checkpoint or _load_checkpoint(data, self.path))["head"]),
             self.spec.input_size,
             resolve_device(device),
             engine,

@@ -199,7 +199,7 @@ def _evaluate_queries(
         ways.append(("crop, FAISS order", True, False))
     ways.append((f"{'crop, ' if config.crop.enabled else ''}re-ranked: the pipeline", config.crop.enabled, True))
     for name, use_crop, use_rerank in ways:
-        searcher = Searcher(workspace, config, use_crop=use_crop, use_rerank=use_rerank)
+        searcher = Searcher(workspace, config, use_crop=use_crop, use_rerank=use_rerank, index=index)
         if use_rerank and searcher.reranker is None:
             continue  # no similarity model: the row above is already the whole pipeline
         results = searcher.search_paths([query for query, _ in pairs], k=depth, show_progress=show_progress)

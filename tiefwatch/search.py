@@ -77,10 +77,13 @@ class Searcher:
         config: Config,
         use_crop: bool = True,
         use_rerank: bool = True,
+        index: CatalogIndex | None = None,
     ) -> None:
+        """``index``: the workspace's index when the caller has it loaded already (several searchers over one
+        catalogue, as ``eval`` builds, need not read a large index once each)."""
         self.workspace = workspace
         self.config = config
-        self.index = CatalogIndex.load(workspace.index_path, config)  # first: a missing index fails fast
+        self.index = index or CatalogIndex.load(workspace.index_path, config)  # first: a missing index fails fast
         cropper = load_cropper(config, workspace) if use_crop and config.crop.enabled else None
         # The catalogue was framed with the index's crop settings; queries must be framed the same way.
         self.pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)

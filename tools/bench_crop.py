@@ -62,6 +62,13 @@ def write_worst_sheet(path: Path, samples: list, predictions: list, ious: np.nda
     save_image(path, np.vstack(rows), quality=88)
 
 
+def sheet_lines(sheets: list[Path], doc: Path) -> list[str]:
+    if not sheets:
+        return []
+    links = [f"![worst boxes of {sheet.stem}]({_relative(sheet, doc)})" for sheet in sheets]
+    return ["", "The 24 worst boxes of each model, refine off (true box green, predicted red):", "", *links]
+
+
 def _relative(path: Path, doc: Path) -> str:
     try:
         return path.resolve().relative_to(doc.resolve().parent).as_posix()
@@ -143,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             *rows,
             "",
             target_line(best),
-            *(["", "The 24 worst boxes of each model, refine off (true box green, predicted red):", ""] * bool(sheets)),
-            *(f"![worst boxes of {sheet.stem}]({_relative(sheet, args.out)})" for sheet in sheets),
+            *sheet_lines(sheets, args.out),
         ]
     )
     write_section(args.out, "crop", body)
