@@ -83,6 +83,24 @@ def square_pad(image: np.ndarray, value: int = 255) -> np.ndarray:
     )
 
 
+def backbone_pixels(image: np.ndarray, image_size: int, light_norm: bool) -> np.ndarray:
+    """RGB uint8 HxWx3 -> the SxSx3 uint8 picture the backbone sees: square-padded, resized, light-normalised.
+    Worker processes that only prepare images return these (a quarter of the float bytes)."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image HxWx3, got shape {image.shape}")
+    square = square_pad(image)
+    side = square.shape[0]
+    interpolation = cv2.INTER_AREA if side > image_size else cv2.INTER_CUBIC
+    resized = cv2.resize(square, (image_size, image_size), interpolation=interpolation)
+    return normalise_light(resized) if light_norm else resized
+
+
+def to_network_input(pixels: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
+    """(..., S, S, 3) uint8 -> (..., 3, S, S) float32, normalised (``mean``/``inv_std`` in 0..255 units)."""
+    tensor = (np.asarray(pixels).astype(np.float32) - mean) * inv_std
+    return np.ascontiguousarray(np.moveaxis(tensor, -1, -3))
+
+
 class Embedder:
     """Batched image -> vector, with the preprocessing the index was built with.
 
@@ -103,6 +121,7 @@ class Embedder:
         engine: str = "auto",
         cache_dir: Path | None = None,
         model: nn.Module | None = None,
+        weights: str | Path | None = None,
     ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
@@ -116,7 +135,8 @@ class Embedder:
         self.backbone_name = backbone
         self._model = model.eval() if model is not None else None
         self.engine_name = resolve_engine(engine, self.device)
-        key = f"{weights_fingerprint(backbone)}:features" if model is None else _content_key(model)
+        self.weights = None if weights is None else str(weights)
+        key = f"{weights_fingerprint(backbone, weights)}:features" if model is None else _content_key(model)
         self.engine = make_engine(
             lambda: feature_map_module(self.model), image_size, self.device, self.engine_name, cache_dir, key
         )
@@ -128,21 +148,12 @@ class Embedder:
     def model(self) -> nn.Module:
         """The torch backbone, built on first use: a cached ONNX graph answers queries without it."""
         if self._model is None:
-            self._model = shared_backbone(self.backbone_name).eval()
+            self._model = shared_backbone(self.backbone_name, self.weights).eval()
         return self._model
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 HxWx3 -> normalised float32 3xSxS."""
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image HxWx3, got shape {image.shape}")
-        square = square_pad(image)
-        side = square.shape[0]
-        interpolation = cv2.INTER_AREA if side > self.image_size else cv2.INTER_CUBIC
-        resized = cv2.resize(square, (self.image_size, self.image_size), interpolation=interpolation)
-        if self.light_norm:
-            resized = normalise_light(resized)
-        tensor = (resized.astype(np.float32) - self._mean) * self._inv_std
-        return np.ascontiguousarray(tensor.transpose(2, 0, 1))
+        return to_network_input(backbone_pixels(image, self.image_size, self.light_norm), self._mean, self._inv_std)
 
     def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return np.stack([self.preprocess(image) for image in images])

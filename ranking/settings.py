@@ -37,3 +37,19 @@ class ProjectionTrainSettings:
     temperature: float = 0.05
     output_dim: int = 256
     seed: int = 0
+
+
+@dataclass
+class TailTrainSettings:
+    """``tiefwatch train --tail-stages N``: the backbone's last stages tuned for photo invariance (ranking.finetune)."""
+
+    stages: int = 2  # last backbone stages tuned, with the head conv
+    views: int = 4  # photo-like shots of each catalogue watch
+    jitter: float = 0.1  # crop error the views are cut with (share of the box)
+    epochs: int = 8
+    batch_size: int = 256
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    temperature: float = 0.05
+    gem_p: float = 3.0
+    seed: int = 0

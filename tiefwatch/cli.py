@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tiefwatch import __version__
-from tiefwatch.config import ConfigError
+from tiefwatch.config import Config, ConfigError
 from tiefwatch.workspace import Workspace
 
 log = logging.getLogger("tiefwatch")
@@ -217,8 +217,10 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
 
         index = CatalogIndex.load(workspace.index_path, config)
         exclude = {Path(e.path).name for e in index.entries if is_holdout(Path(e.path).name, args.holdout)}
+    if args.tail_stages:
+        return _train_tail(args, workspace, config, exclude)
     summary = train_invariance(
-        workspace, config, views=args.views, exclude=exclude, epochs=args.epochs, out=args.out,
+        workspace, config, views=args.views or 4, exclude=exclude, epochs=args.epochs, out=args.out,
         show_progress=not args.quiet,
     )  # fmt: skip
     _emit(
@@ -227,6 +229,27 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
         f"similarity model saved to {summary.model}: photo->catalogue recall@1 on {summary.val_items} held-out "
         f"watches {summary.val_recall_at_1_raw:.3f} raw -> {summary.val_recall_at_1_trained:.3f} trained "
         f"({summary.items} watches x {summary.views} views, {summary.seconds:.0f}s)",
+    )
+    return 0
+
+
+def _train_tail(args: argparse.Namespace, workspace: Workspace, config: Config, exclude: set[str]) -> int:
+    from tiefwatch.train_backbone import train_backbone_tail
+
+    summary = train_backbone_tail(
+        workspace, config, stages=args.tail_stages, views=args.views, epochs=args.epochs, exclude=exclude,
+        out=args.out, show_progress=not args.quiet,
+    )  # fmt: skip
+    moved = (
+        f"; the old similarity model is now {summary.moved_similarity_model}" if summary.moved_similarity_model else ""
+    )
+    _emit(
+        args,
+        summary.as_dict(),
+        f"tuned backbone saved to {summary.weights}: photo->catalogue recall@1 on {summary.val_items} held-out "
+        f"watches {summary.val_recall_at_1_before:.3f} -> {summary.val_recall_at_1_tuned:.3f} "
+        f"({summary.items} watches x {summary.views} views, last {summary.stages} stages, {summary.seconds:.0f}s). "
+        f"Re-run `tiefwatch index` to embed the catalogue with it{moved}.",
     )
     return 0
 
@@ -258,7 +281,11 @@ def cmd_demo(args: argparse.Namespace, workspace: Workspace) -> int:
 def cmd_config(args: argparse.Namespace, workspace: Workspace) -> int:
     import yaml
 
-    print(yaml.safe_dump(_config(args, workspace).to_dict(), sort_keys=False), end="")
+    config = _config(args, workspace)
+    if args.save:  # --set overrides become the workspace's own settings
+        workspace.save_config(config)
+        print(f"saved to {workspace.config_path}", file=sys.stderr)
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
     return 0
 
 
@@ -379,8 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_train_triplets)
 
     p = verbs.add_parser("train", help="once per catalogue: learn photo->catalogue invariance from simulated photos")
-    p.add_argument("--views", type=int, default=4, help="simulated photos per catalogue watch")
+    p.add_argument("--views", type=int, help="simulated photos per catalogue watch (default 4)")
     p.add_argument("--epochs", type=int)
+    p.add_argument(
+        "--tail-stages", type=int, default=0, metavar="N",
+        help="tune the backbone's last N stages instead of training a projection (then re-run index)",
+    )  # fmt: skip
     p.add_argument("--holdout", type=float, default=0.0, help="keep this stable fraction of the catalogue out")
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
@@ -400,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_demo)
 
     p = verbs.add_parser("config", help="print the resolved config")
+    p.add_argument("--save", action="store_true", help="write it (with --set overrides) to the workspace's config.yaml")
     p.set_defaults(run=cmd_config)
     return parser
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from bbox.settings import BoxTrainSettings
-from ranking.settings import ProjectionTrainSettings, TripletTrainSettings
+from ranking.settings import ProjectionTrainSettings, TailTrainSettings, TripletTrainSettings
 from tiefwatch.storage import write_text_atomic
 
 
@@ -32,6 +32,10 @@ class BackboneConfig:
     pooling: str = "gem"  # "gap" or "gem": measured in docs/benchmarks.md
     gem_p: float = 3.0
     light_norm: bool = True  # percentile white balance on both sides: phone photos are darker and tinted
+    # "photo": the last stages tuned so phone photos land on catalogue shots (ranking/weights/lite2_photo_tail.pt;
+    # recall@1 of unseen watches 0.21 -> 0.76, true box); "imagenet": the packaged weights alone; or a path to a
+    # state dict (``tiefwatch train --tail-stages`` writes one for a catalogue).
+    weights: str = "photo"
 
 
 @dataclass
@@ -106,6 +110,7 @@ class Config:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     train_triplets: TripletTrainSettings = field(default_factory=TripletTrainSettings)
     train_invariance: ProjectionTrainSettings = field(default_factory=ProjectionTrainSettings)
+    train_tail: TailTrainSettings = field(default_factory=TailTrainSettings)
     search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
 

@@ -123,7 +123,7 @@ def run_demo(
 
     attributes = {path.name: attrs for path, attrs in catalog}
     before = search(query_paths, workspace=demo, k=10, rerank=False)
-    first = _report_table(console, "FAISS order (raw Lite2 features)", before, attributes)
+    first = _report_table(console, "FAISS order (Lite2 features, no re-ranking)", before, attributes)
 
     # A simulated annotator: drawn watches know their attributes, so "near shares more than far" is free.
     rng = np.random.default_rng(seed + 2)

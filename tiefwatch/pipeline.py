@@ -71,6 +71,7 @@ class Pipeline:
             batch_size=e.batch_size,
             engine=e.engine,
             cache_dir=cache_dir,
+            weights=b.weights,
         )
         return cls(config, embedder, cropper)
 
@@ -78,7 +79,7 @@ class Pipeline:
         """Everything that must match between an index and its queries."""
         return {
             **self.config.embedding_signature(),
-            "weights": weights_fingerprint(self.config.backbone.name),
+            "weights": weights_fingerprint(self.config.backbone.name, self.config.backbone.weights),
             "crop_model": self.cropper.fingerprint if self.cropper is not None else None,
             "crop_pad": self.config.crop.pad if self.cropper is not None else None,
             "crop_refine": self._refine_setting() if self.cropper is not None else None,

@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["agreement"]["random"], figures["agreement"]["best"] = random, best
     figures["gallery"] = len(gallery_names)
     figures["views"] = args.views
+    figures["backbone_weights"] = config.backbone.weights
     figures["invariance"] = invariance
     figures["train_sizes"] = {"direct A": len(direct["A"]), "derived A": len(derived_by_half["A"])}
 
@@ -211,6 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         write_section(args.doc, "judged", text)
     print(text)
     return 0
+
+
+def _backbone_note(weights: str) -> str:
+    """ "Raw backbone" means the configured one; say which, and what the photo-tuned tail saw."""
+    if weights == "photo":
+        return (
+            ' Backbone: the packaged photo-tuned Lite2 (`backbone.weights: photo`), so "raw backbone" is it without'
+            " the similarity model; its last stages were tuned, without any judgement or attribute, on photo-like"
+            " views of the dev watches outside the retrieval benchmark's held-out fifth (both halves' watches among"
+            " them)."
+        )
+    return f" Backbone weights: {weights}."
 
 
 def render(f: dict) -> str:
@@ -235,7 +248,8 @@ def render(f: dict) -> str:
         + f"Training (half A only, `tiefwatch train-triplets`): {f['train_sizes']['direct A']} judged + "
         f"{f['train_sizes']['derived A']} attribute triplets, each anchor also as {f['views']} photo-like shots; "
         f"margin {t['margin']}, {len(t['epochs'])} epochs, "
-        f"{t['seconds']:.0f} s. Half B's watches never appear in training, as anchor or as candidate.",
+        f"{t['seconds']:.0f} s. Half B's watches never appear in training, as anchor or as candidate."
+        + _backbone_note(f.get("backbone_weights", "imagenet")),
         "",
         "| half-B triplets | count (anchors) | anchor given as | raw backbone | trained |",
         "|---|---|---|---|---|",

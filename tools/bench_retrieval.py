@@ -33,6 +33,7 @@ from tiefwatch.workspace import Workspace  # noqa: E402
 from tools.benchdoc import machine_line, write_section  # noqa: E402
 
 KS = (1, 5, 10)
+WEIGHT_LABELS = {"imagenet": "ImageNet weights", "photo": "photo-tuned"}
 
 
 def hsv_histogram(image: np.ndarray) -> np.ndarray:
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     searcher = Searcher(workspace, config)
     embedder = searcher.pipeline.embedder
+    weights_label = WEIGHT_LABELS.get(config.backbone.weights, "tuned on this catalogue")
     rows = []
 
     # --- baselines on the index's own embedding
@@ -131,14 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         advance(1)
         rows.append(
             recall_row(
-                "Lite2 features, whole photo",
+                f"Lite2 features ({weights_label}), whole photo",
                 ranks_from_vectors(index.vectors, embedder.embed([s.image for s in samples]), truth_rows),
             )
         )
         advance(1)
         rows.append(
             recall_row(
-                "Lite2 features, true box", ranks_from_vectors(index.vectors, embedder.embed(oracle), truth_rows)
+                f"Lite2 features ({weights_label}), true box",
+                ranks_from_vectors(index.vectors, embedder.embed(oracle), truth_rows),
             )
         )
         advance(1)
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ablation = []
     if args.ablations:
-        ablation = run_ablations(index, samples, truth_rows, config.crop.pad, workspace)
+        ablation = run_ablations(index, samples, truth_rows, config.crop.pad, workspace, config.backbone.weights)
 
     figures = {
         "command": command,
@@ -230,15 +233,19 @@ def crop_metrics(searcher, samples, results) -> dict:
     }
 
 
-def run_ablations(index, samples, truth_rows, pad, workspace) -> list[dict]:
-    """GAP vs GeM, with and without light normalisation, on true-box crops; one backbone pass per setting."""
+def run_ablations(index, samples, truth_rows, pad, workspace, weights: str) -> list[dict]:
+    """ImageNet vs the configured weights, GAP vs GeM, with and without light normalisation, on true-box crops;
+    one backbone pass per weights and light setting."""
     catalog_images = [load_image(index.path_of(i)) for i in range(len(index))]
     crops = [oracle_crop(s, pad) for s in samples]
     out = []
-    for light in (False, True):
-        embedder = Embedder(light_norm=light, cache_dir=workspace.cache_dir)
+    settings = [("imagenet", False), ("imagenet", True)] + ([(weights, True)] if weights != "imagenet" else [])
+    for weights_name, light in settings:
+        embedder = Embedder(light_norm=light, cache_dir=workspace.cache_dir, weights=weights_name)
         maps = {"catalog": [], "queries": []}
-        with progress_bar(f"Ablation light_norm={light}", total=len(catalog_images) + len(crops)) as advance:
+        with progress_bar(
+            f"Ablation {weights_name} light_norm={light}", total=len(catalog_images) + len(crops)
+        ) as advance:
             for name, images in (("catalog", catalog_images), ("queries", crops)):
                 for start in range(0, len(images), 32):
                     chunk = images[start : start + 32]
@@ -247,7 +254,8 @@ def run_ablations(index, samples, truth_rows, pad, workspace) -> list[dict]:
         for pooling in ("gap", "gem"):
             cat = np.concatenate([embedder.vectors_from_maps(m, pooling) for m in maps["catalog"]])
             qry = np.concatenate([embedder.vectors_from_maps(m, pooling) for m in maps["queries"]])
-            out.append(recall_row(f"{pooling}, light_norm={light}", ranks_from_vectors(cat, qry, truth_rows)))
+            label = f"{WEIGHT_LABELS.get(weights_name, weights_name)}, {pooling}, light_norm={light}"
+            out.append(recall_row(label, ranks_from_vectors(cat, qry, truth_rows)))
     return out
 
 
@@ -271,7 +279,7 @@ def render(f: dict) -> str:
     ]
     if f["ablation"]:
         lines += [
-            "Pooling and light normalisation: true-box crops against uncropped catalogue photos, "
+            "Backbone weights, pooling and light normalisation: true-box crops against uncropped catalogue photos, "
             "both embedded the same way:",
             "",
             "| setting | R@1 | R@5 | R@10 |",

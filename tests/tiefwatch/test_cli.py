@@ -64,3 +64,13 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_config_verb_prints_resolved_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "-w", str(tmp_path), "--set", "search.k=12", "config")
     assert code == 0 and "k: 12" in out
+
+
+def test_config_save_keeps_overrides_for_later_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = _run(capsys, "-w", str(tmp_path), "--set", "backbone.weights=imagenet", "config")
+    saved = tmp_path / "config.yaml"
+    assert code == 0 and (not saved.exists() or "imagenet" not in saved.read_text())  # printing saves nothing
+    code, _, err = _run(capsys, "-w", str(tmp_path), "--set", "backbone.weights=imagenet", "config", "--save")
+    assert code == 0 and "saved to" in err
+    code, out, _ = _run(capsys, "-w", str(tmp_path), "config")
+    assert code == 0 and "weights: imagenet" in out

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiefwatch.cli import main
+from tiefwatch.index import CatalogIndex, index_catalog
+from tiefwatch.search import search
+from tiefwatch.synthetic import make_catalog
+from tiefwatch.train_backbone import train_backbone_tail
+from tiefwatch.workspace import Workspace
+
+OVERRIDES = ["backbone.image_size=64", "crop.enabled=false", "embed.engine=torch", "train_tail.batch_size=8"]
+
+
+@pytest.fixture()
+def small_workspace(tmp_path: Path) -> tuple[Workspace, Path]:
+    catalog = tmp_path / "catalog"
+    make_catalog(catalog, 12, seed=3, size=96)
+    workspace = Workspace(tmp_path / "ws")
+    config = workspace.load_config(overrides=OVERRIDES)
+    workspace.save_config(config)
+    index_catalog(catalog, workspace, config)
+    return workspace, catalog
+
+
+def test_tuning_writes_the_tail_points_the_workspace_at_it_and_reindexing_uses_it(small_workspace) -> None:
+    workspace, catalog = small_workspace
+    before = CatalogIndex.load(workspace.index_path).signature["weights"]
+    stale = workspace.similarity_model_path
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"a model trained on the old vectors")
+
+    summary = train_backbone_tail(workspace, stages=1, views=2, epochs=1, show_progress=False)
+    weights = Path(summary.weights)
+    state = torch.load(weights, weights_only=True)
+    assert weights.exists() and set(k.split(".")[0] for k in state) == {"blocks", "conv_head", "bn2"}
+    assert all(not k.startswith("blocks.") or k.startswith("blocks.6.") for k in state)
+    assert workspace.load_config().backbone.weights == str(weights.resolve())
+    assert summary.moved_similarity_model and not stale.exists()  # kept beside, out of the searches' way
+    assert Path(summary.moved_similarity_model).read_bytes().startswith(b"a model")
+    assert 0.0 <= summary.val_recall_at_1_tuned <= 1.0 and summary.items + summary.val_items == 12
+
+    with pytest.raises(Exception, match="(?i)index"):  # the old index no longer matches the tuned backbone
+        search([next(catalog.glob("*.png"))], workspace=workspace, k=3)
+    index_catalog(catalog, workspace, workspace.load_config())
+    after = CatalogIndex.load(workspace.index_path).signature["weights"]
+    assert after != before and after.startswith(before.split("+")[0])
+    hits = search([next(catalog.glob("*.png"))], workspace=workspace, k=3)[0].results
+    assert len(hits) == 3
+
+
+def test_cli_train_tail_stages_reports_json(small_workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    workspace, _ = small_workspace
+    out = workspace.root / "elsewhere.pt"
+    code = main(["--workspace", str(workspace.root), "--quiet", "train", "--tail-stages", "1", "--views", "1",
+                 "--epochs", "1", "--out", str(out), "--format", "json"])  # fmt: skip
+    assert code == 0 and out.exists()
+    assert '"stages": 1' in capsys.readouterr().out
+    assert workspace.load_config().backbone.weights != str(out.resolve())  # --out leaves the workspace alone

@@ -1,0 +1,50 @@
+"""Training views for photo invariance: photo-like shots of catalogue watches, framed as a query would be.
+
+The crop model's boxes are off by a few percent, so a view is cut around the true box moved and resized by a
+random ``jitter``; the network then learns to match loose crops too. Catalogue photos are framed by their
+product cut-out, as ``tiefwatch index`` frames them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bbox.box import BoundingBox
+from bbox.synth import PhotoSimulator, product_box
+
+
+def jittered(box: BoundingBox, rng: np.random.Generator, jitter: float) -> BoundingBox:
+    """``box`` moved by up to ``jitter`` of its size and resized by up to ``1 +- jitter`` (uniform)."""
+    scale = float(rng.uniform(1 - jitter, 1 + jitter))
+    cx, cy = box.center
+    cx += float(rng.uniform(-jitter, jitter)) * box.width
+    cy += float(rng.uniform(-jitter, jitter)) * box.height
+    half_w, half_h = box.width * scale / 2, box.height * scale / 2
+    return BoundingBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+
+
+def square_crop(image: np.ndarray, box: BoundingBox, pad: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    return box.to_square(pad=pad, w=w, h=h).crop(image)
+
+
+def catalogue_crop(image: np.ndarray, pad: float) -> np.ndarray:
+    """A catalogue photo framed by its product cut-out (the whole photo where it has no plain background)."""
+    box = product_box(image)
+    return image if box is None else square_crop(image, box, pad)
+
+
+def photo_view_crops(
+    image: np.ndarray,
+    views: int,
+    simulator: PhotoSimulator,
+    rng: np.random.Generator,
+    pad: float,
+    jitter: float = 0.1,
+) -> list[np.ndarray]:
+    """``views`` simulated phone photos of one catalogue watch, each cropped around a jittered true box."""
+    crops = []
+    for _ in range(views):
+        scene = simulator(image, rng)
+        crops.append(square_crop(scene.image, jittered(scene.box, rng, jitter), pad))
+    return crops
