@@ -230,6 +230,12 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
         f"watches {summary.val_recall_at_1_raw:.3f} raw -> {summary.val_recall_at_1_trained:.3f} trained "
         f"({summary.items} watches x {summary.views} views, {summary.seconds:.0f}s)",
     )
+    if summary.val_recall_at_1_trained <= summary.val_recall_at_1_raw:
+        print(
+            f"warning: the projection is no better than the backbone on held-out watches; searches would re-rank "
+            f"with it. Remove {summary.model} to search without it, or tune the backbone (--tail-stages 2)",
+            file=sys.stderr,
+        )
     return 0
 
 

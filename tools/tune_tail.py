@@ -37,8 +37,8 @@ def prepare(image: np.ndarray) -> np.ndarray:
     return backbone_pixels(image, 260, True)
 
 
-def _views_of(job: tuple[list[str], int, int, float]) -> tuple[np.ndarray, list[int]]:
-    paths, first_row, seed, jitter = job
+def _views_of(job: tuple[list[str], int, int, float, int]) -> tuple[np.ndarray, list[int]]:
+    paths, first_row, seed, jitter, views = job
     import cv2
 
     cv2.setNumThreads(1)  # one process a core already
@@ -46,13 +46,10 @@ def _views_of(job: tuple[list[str], int, int, float]) -> tuple[np.ndarray, list[
     rng = np.random.default_rng([seed, first_row])
     out, owners = [], []
     for offset, path in enumerate(paths):
-        for crop in photo_view_crops(load_image(Path(path)), VIEWS, simulator, rng, PAD, jitter):
+        for crop in photo_view_crops(load_image(Path(path)), views, simulator, rng, PAD, jitter):
             out.append(prepare(crop))
             owners.append(first_row + offset)
     return np.stack(out), owners
-
-
-VIEWS = 4
 
 
 def all_maps(trunk, batch: np.ndarray, device: str) -> np.ndarray:
@@ -67,7 +64,6 @@ def all_maps(trunk, batch: np.ndarray, device: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global VIEWS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=Path, required=True)
     parser.add_argument("--weights", type=Path, help="backbone state dict (default: the packaged one)")
@@ -83,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--half", action="store_true", help="store the tuned tensors as float16 (half the size)")
     args = parser.parse_args(argv)
-    VIEWS = args.views
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -99,9 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     holdout = np.array([is_holdout(p.name) for p in paths])
     started = time.perf_counter()
     chunk = 25
-    jobs = [([str(p) for p in paths[i : i + chunk]], i, 101, args.jitter) for i in range(0, len(paths), chunk)]
-    with mp.get_context("fork").Pool(args.workers) as pool:
-        parts = pool.map(_views_of, jobs)
+    jobs = [
+        ([str(p) for p in paths[i : i + chunk]], i, 101, args.jitter, args.views) for i in range(0, len(paths), chunk)
+    ]
+    if args.workers <= 1:
+        parts = [_views_of(job) for job in jobs]
+    else:  # spawn: a forked child of a process that ran torch or cv2 threads can hang
+        with mp.get_context("spawn").Pool(args.workers) as pool:
+            parts = pool.map(_views_of, jobs)
     view_batch = np.concatenate([p[0] for p in parts])
     owners = np.concatenate([np.asarray(p[1], np.int64) for p in parts])
     catalog_batch = np.stack([prepare(catalogue_crop(load_image(p), PAD)) for p in paths])
