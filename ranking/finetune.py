@@ -70,11 +70,10 @@ def fit_tail(
     owners = np.asarray(owners, np.int64)
     if len(view_maps) != len(owners):
         raise ValueError(f"{len(view_maps)} views but {len(owners)} owners")
-    on_gpu = device != "cpu"
-    views = torch.from_numpy(np.asarray(view_maps)).to(device) if on_gpu else torch.from_numpy(view_maps)
-    catalog = torch.from_numpy(np.asarray(catalog_maps)).to(device) if on_gpu else torch.from_numpy(catalog_maps)
+    views = torch.from_numpy(np.ascontiguousarray(view_maps)).to(device)  # float16: cast per batch
+    catalog = torch.from_numpy(np.ascontiguousarray(catalog_maps)).to(device)
     tail = tail.to(device)
-    parameters = [p for p in tail.parameters()]
+    parameters = list(tail.parameters())
     for parameter in parameters:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -90,8 +89,8 @@ def fit_tail(
         for step in range(steps_per_epoch):
             batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             groups = torch.from_numpy(owners[batch.numpy()])
-            anchor = gem_pool(tail(views[batch.to(views.device)].float()), settings.gem_p)
-            positive = gem_pool(tail(catalog[groups.to(catalog.device)].float()), settings.gem_p)
+            anchor = gem_pool(tail(views[batch.to(device)].float()), settings.gem_p)
+            positive = gem_pool(tail(catalog[groups.to(device)].float()), settings.gem_p)
             loss = info_nce(anchor, positive, settings.temperature, groups.to(anchor.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

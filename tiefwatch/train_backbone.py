@@ -56,7 +56,8 @@ def train_backbone_tail(
     catalogue photos; a tenth of the watches is held out to report recall@1 before and after. ``exclude`` names
     catalogue files never used (benchmark queries). Starts from the configured ``backbone.weights``."""
     from bbox.synth import PhotoSimulator
-    from ranking.backbone import create_backbone, resolve_device
+    from ranking.backbone import create_backbone, get_spec, resolve_device
+    from ranking.features import backbone_pixels, to_network_input
     from ranking.finetune import fit_tail, split_backbone, tail_state_dict, tail_vectors, trunk_maps
     from tiefwatch.images import load_image
     from tiefwatch.progress import progress_bar
@@ -81,12 +82,13 @@ def train_backbone_tail(
     base_weights = config.backbone.weights
     model = create_backbone(config.backbone.name, weights=base_weights)
     trunk, tail = split_backbone(model, settings.stages)
-    from ranking.features import Embedder
+    spec, size, light = get_spec(config.backbone.name), config.backbone.image_size, config.backbone.light_norm
+    mean, inv_std = np.float32(spec.mean) * 255.0, 1.0 / (np.float32(spec.std) * 255.0)
 
-    prepare = Embedder(
-        config.backbone.name, config.backbone.image_size, light_norm=config.backbone.light_norm, model=model,
-        device="cpu", engine="torch",
-    )  # fmt: skip
+    def network_input(crops: list[np.ndarray]) -> np.ndarray:
+        """The embedder's preprocessing, without building an embedder around a model in training."""
+        return to_network_input(np.stack([backbone_pixels(c, size, light) for c in crops]), mean, inv_std)
+
     simulator = PhotoSimulator(seed=settings.seed)
     rng = np.random.default_rng(settings.seed)
     pad = config.crop.pad
@@ -100,7 +102,7 @@ def train_backbone_tail(
     ) as advance:
         for start in range(0, len(index), batch):
             images = [load_image(index.path_of(i)) for i in range(start, min(start + batch, len(index)))]
-            catalog_maps.append(trunk_maps(trunk, prepare.batch([catalogue_crop(im, pad) for im in images]), device))
+            catalog_maps.append(trunk_maps(trunk, network_input([catalogue_crop(im, pad) for im in images]), device))
             advance(len(images))
         for row in rows.tolist():
             pending += photo_view_crops(
@@ -108,11 +110,11 @@ def train_backbone_tail(
             )
             owners += [row] * settings.views
             if len(pending) >= batch:
-                view_maps.append(trunk_maps(trunk, prepare.batch(pending), device))
+                view_maps.append(trunk_maps(trunk, network_input(pending), device))
                 advance(len(pending))
                 pending = []
         if pending:
-            view_maps.append(trunk_maps(trunk, prepare.batch(pending), device))
+            view_maps.append(trunk_maps(trunk, network_input(pending), device))
             advance(len(pending))
     catalog = np.concatenate(catalog_maps)
     all_views, all_owners = np.concatenate(view_maps), np.asarray(owners, np.int64)
