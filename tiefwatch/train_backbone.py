@@ -38,10 +38,6 @@ class TailTuneSummary:
         return dict(self.__dict__)
 
 
-def _recall_at_1(queries: np.ndarray, owners: np.ndarray, catalog: np.ndarray) -> float:
-    return float(np.mean(np.argmax(queries @ catalog.T, axis=1) == owners)) if len(owners) else float("nan")
-
-
 def train_backbone_tail(
     workspace: Workspace | str | Path | None = None,
     config: Config | None = None,
@@ -59,6 +55,7 @@ def train_backbone_tail(
     from ranking.backbone import create_backbone, get_spec, resolve_device
     from ranking.features import backbone_pixels, to_network_input
     from ranking.finetune import fit_tail, split_backbone, tail_state_dict, tail_vectors, trunk_maps
+    from ranking.triplet_training import recall_at_1
     from tiefwatch.images import load_image
     from tiefwatch.progress import progress_bar
     from tiefwatch.storage import torch_save_atomic
@@ -119,7 +116,7 @@ def train_backbone_tail(
     catalog = np.concatenate(catalog_maps)
     all_views, all_owners = np.concatenate(view_maps), np.asarray(owners, np.int64)
     is_val = np.isin(all_owners, val_rows)
-    before = _recall_at_1(
+    before = recall_at_1(
         tail_vectors(tail, all_views[is_val], settings.gem_p, device), all_owners[is_val],
         tail_vectors(tail, catalog, settings.gem_p, device),
     )  # fmt: skip
@@ -129,7 +126,7 @@ def train_backbone_tail(
             all_views[~is_val], all_owners[~is_val], catalog, tail, settings, device,
             on_step=lambda _epoch, _step, _loss: advance(1),
         )  # fmt: skip
-    after = _recall_at_1(
+    after = recall_at_1(
         tail_vectors(tuned, all_views[is_val], settings.gem_p, device), all_owners[is_val],
         tail_vectors(tuned, catalog, settings.gem_p, device),
     )  # fmt: skip

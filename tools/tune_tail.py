@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from ranking.backbone import create_backbone
     from ranking.finetune import fit_tail, split_backbone, tail_state_dict, tail_vectors
     from ranking.settings import TailTrainSettings
+    from ranking.triplet_training import recall_at_1
 
     if args.imagenet_file:
         spec = backbone.BACKBONES["efficientnet_lite2"]
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = np.ones(len(owners), bool) if items == "all" else ~holdout[owners]
         raw_q = tail_vectors(tail, query_maps, device=device)
         raw_c = tail_vectors(tail, catalog_maps, device=device)
-        raw = float(np.mean(np.argmax(raw_q @ raw_c.T, axis=1) == truth))
+        raw = recall_at_1(raw_q, truth, raw_c)
         settings = TailTrainSettings(stages=stages, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
         losses: list[float] = []
         tuned = fit_tail(
