@@ -57,7 +57,8 @@ bench-adapted: $(STAMP)
 	$(BIN)/python tools/bench_retrieval.py --catalog $(CATALOG) --workspace $(ADAPTED) \
 		--section retrieval-adapted --sheet docs/images/bench_adapted_sheet.jpg \
 		--title "Retrieval, pipeline adapted to the dev catalogue (crop model, photo-tuned backbone, packaged re-ranker)" \
-		--note "Workspace prepared by \`make bench-adapted\`: train-bbox --holdout 0.2 --samples 32000, index (backbone.weights: photo, whose tuning never saw the query watches)."
+		--note "Workspace prepared by \`make bench-adapted\`: train-bbox --holdout 0.2 --samples 32000, index (backbone.weights: photo, whose tuning never saw the query watches; index.views: 4)." \
+		--json /tmp/adapted.json
 
 # A shop's once-per-catalogue step: the backbone's last stages tuned on all of this catalogue's watches (queries are
 # new simulated shots of them). Needs bench-adapted's crop model; minutes on a GPU, many hours on 2 CPU cores.
@@ -69,7 +70,9 @@ bench-tuned: $(STAMP)
 	$(BIN)/tiefwatch --workspace $(TUNED) --set backbone.weights=$(abspath $(TUNED))/models/tail_all_2.pt config --save
 	$(BIN)/python tools/bench_retrieval.py --catalog $(CATALOG) --workspace $(TUNED) \
 		--section retrieval-tuned --sheet docs/images/bench_tuned_sheet.jpg \
-		--title "Retrieval, backbone tuned on this catalogue (once per catalogue, on a GPU)"
+		--title "Retrieval, backbone tuned on this catalogue (once per catalogue, on a GPU)" \
+		--note "Workspace prepared by \`make bench-tuned\` (tools/tune_tail.py --views 16 --epochs 10 --batch-size 512 --lr 3e-4 --variants all:2 on all 3,000 watches, run on a lent H200; the query photos are new simulated shots, seed 0 against the tuning views' seed 101), crop model of bench-adapted; index.views: 4." \
+		--json /tmp/tuned.json
 
 # Crop boxes on photo-like scenes of held-out watches: the packaged model beside the one bench-adapted trained.
 bench-crop: $(STAMP)

@@ -26,8 +26,9 @@ def catalog_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def fast_overrides() -> list[str]:
     """A small input size keeps backbone tests quick on two cores; behaviour is the same. Torch avoids an ONNX
-    export per throw-away workspace (the engines' agreement has its own test)."""
-    return ["backbone.image_size=96", "embed.batch_size=8", "embed.engine=torch"]
+    export per throw-away workspace (the engines' agreement has its own test). Catalogue views multiply the
+    embedding work; ``test_index`` covers them."""
+    return ["backbone.image_size=96", "embed.batch_size=8", "embed.engine=torch", "index.views=0"]
 
 
 @pytest.fixture

@@ -44,6 +44,9 @@ def cmd_index(args: argparse.Namespace, workspace: Workspace) -> int:
         )
         if summary.rebuilt_reason:
             print(f"rebuilt from scratch: {summary.rebuilt_reason}")
+        if summary.with_views:
+            views = summary.catalog_views
+            print(f"{summary.with_views} photos embedded beside {views} photo-like views of each (index.views)")
         for rel in summary.skipped[:20]:
             print(f"  skipped (unreadable): {rel}")
         if len(summary.skipped) > 20:
@@ -244,16 +247,21 @@ def _train_tail(args: argparse.Namespace, workspace: Workspace, config: Config, 
 
     summary = train_backbone_tail(
         workspace, config, stages=args.tail_stages, views=args.views, epochs=args.epochs, exclude=exclude,
-        out=args.out, show_progress=not args.quiet,
+        out=args.out, show_progress=not args.quiet, check_fraction=args.check,
     )  # fmt: skip
+    checked = (
+        f"photo->catalogue recall@1 on {summary.val_items} held-out watches "
+        f"{summary.val_recall_at_1_before:.3f} -> {summary.val_recall_at_1_tuned:.3f}"
+        if summary.val_items
+        else "every watch tuned, none held out to check"
+    )
     moved = (
         f"; the old similarity model is now {summary.moved_similarity_model}" if summary.moved_similarity_model else ""
     )
     _emit(
         args,
         summary.as_dict(),
-        f"tuned backbone saved to {summary.weights}: photo->catalogue recall@1 on {summary.val_items} held-out "
-        f"watches {summary.val_recall_at_1_before:.3f} -> {summary.val_recall_at_1_tuned:.3f} "
+        f"tuned backbone saved to {summary.weights}: {checked} "
         f"({summary.items} watches x {summary.views} views, last {summary.stages} stages, {summary.seconds:.0f}s). "
         f"Re-run `tiefwatch index` to embed the catalogue with it{moved}.",
     )
@@ -394,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="synthesised scenes (default: config train_bbox.samples)")
     p.add_argument("--boxes", type=Path, help="CSV path,x0,y0,x1,y1 of hand-boxed photos to add")
     p.add_argument("--holdout", type=float, default=0.0, help="keep this stable fraction of the catalogue out")
+    p.add_argument(
+        "--check", type=float, default=0.1, metavar="FRACTION",
+        help="--tail-stages: watches held out of tuning to report recall before and after (0: tune every watch)",
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from the workspace's checkpoint")
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
@@ -419,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="tune the backbone's last N stages instead of training a projection (then re-run index)",
     )  # fmt: skip
     p.add_argument("--holdout", type=float, default=0.0, help="keep this stable fraction of the catalogue out")
+    p.add_argument(
+        "--check", type=float, default=0.1, metavar="FRACTION",
+        help="--tail-stages: watches held out of tuning to report recall before and after (0: tune every watch)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(run=cmd_train)

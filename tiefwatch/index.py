@@ -24,7 +24,7 @@ from bbox.box import BoundingBox
 from tiefwatch import __version__, vector_index
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, list_images, load_image
-from tiefwatch.pipeline import Framing, Pipeline
+from tiefwatch.pipeline import Framing, Pipeline, mean_rows
 from tiefwatch.progress import progress_bar
 from tiefwatch.storage import write_atomic
 from tiefwatch.workspace import Workspace
@@ -61,6 +61,8 @@ class IndexSummary:
     removed: int = 0
     skipped: list[str] = field(default_factory=list)
     rebuilt_reason: str = ""
+    catalog_views: int = 0  # photo-like views averaged into each newly embedded photo's vector (index.views)
+    with_views: int = 0  # newly embedded photos that got them (those framed by their product cut-out)
     index_type: str = ""
     seconds: float = 0.0
     embedded_per_second: float = 0.0
@@ -217,6 +219,7 @@ class _Prepared:
     image: np.ndarray
     framing: Framing | None = None
     tensor: np.ndarray | None = None
+    views: list[np.ndarray] = field(default_factory=list)  # model inputs of its photo-like shots (index.views)
 
 
 def _prepare_chunk(chunk: list[tuple], pipeline: Pipeline) -> list[_Prepared | ImageReadError]:
@@ -230,8 +233,10 @@ def _prepare_chunk(chunk: list[tuple], pipeline: Pipeline) -> list[_Prepared | I
         framed = pipeline.frame_without_model(image)
         if framed is None:
             out.append(_Prepared(image))
-        else:
-            out.append(_Prepared(image, framed[1], pipeline.embedder.preprocess(framed[0])))
+            continue
+        preprocess = pipeline.embedder.preprocess
+        views = [preprocess(view) for view in pipeline.catalogue_views(image, item[4])]
+        out.append(_Prepared(image, framed[1], preprocess(framed[0]), views))
     return out
 
 
@@ -241,7 +246,14 @@ def _embed_prepared(pipeline: Pipeline, prepared: list[_Prepared]) -> tuple[np.n
     framings: list[Framing | None] = [item.framing for item in prepared]
     ready = [number for number, item in enumerate(prepared) if item.tensor is not None]
     if ready:
-        vectors[ready] = pipeline.embedder.embed_batch(np.stack([prepared[n].tensor for n in ready]))
+        # A photo's vector is the mean of its own and its views' (``index.views``), renormalised.
+        inputs = [tensor for n in ready for tensor in (prepared[n].tensor, *prepared[n].views)]
+        owners = np.repeat(np.arange(len(ready)), [1 + len(prepared[n].views) for n in ready])
+        step = max(1, pipeline.config.embed.batch_size)
+        embedded = np.concatenate(
+            [pipeline.embedder.embed_batch(np.stack(inputs[i : i + step])) for i in range(0, len(inputs), step)]
+        )
+        vectors[ready] = mean_rows(embedded, owners, len(ready))
     rest = [number for number, item in enumerate(prepared) if item.tensor is None]
     if rest:
         rest_vectors, rest_framings = pipeline.embed_images([prepared[n].image for n in rest])
@@ -262,7 +274,7 @@ def build_index(
     started = time.perf_counter()
     config = pipeline.config
     root = catalog_dir.resolve()
-    summary = IndexSummary(root=str(root))
+    summary = IndexSummary(root=str(root), catalog_views=pipeline.catalogue_view_count)
     files = list_images(root, config.index.extensions)
     signature = pipeline.signature()
 
@@ -316,6 +328,7 @@ def build_index(
                     log.warning("skipped %s", ready)
                     summary.skipped.append(item[0])
             if good:
+                summary.with_views += sum(1 for _, ready in good if ready.views)
                 vectors, framings = _embed_prepared(pipeline, [ready for _, ready in good])
                 for (item, _), vector, framing in zip(good, vectors, framings, strict=True):
                     rel, _, size, mtime, sha1, existed = item

@@ -77,4 +77,4 @@ def same_embedding(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 
 
 def embedding_part(signature: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in signature.items() if not k.startswith("crop")}
+    return {k: v for k, v in signature.items() if not k.startswith(("crop", "catalog"))}

@@ -6,6 +6,7 @@ are framed and normalised alike; the pipeline's ``signature`` is what an index r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,11 @@ import numpy as np
 
 from bbox.box import BoundingBox
 from bbox.predict import BoxPrediction
-from bbox.synth import product_box
+from bbox.synth import PhotoSimulator, product_box
 from ranking.backbone import weights_fingerprint
 from ranking.features import Embedder
 from tiefwatch.config import Config
+from tiefwatch.views import photo_view_crops
 
 
 class Cropper(Protocol):
@@ -84,7 +86,32 @@ class Pipeline:
             "crop_pad": self.config.crop.pad if self.cropper is not None else None,
             "crop_refine": self._refine_setting() if self.cropper is not None else None,
             "crop_catalog_cutout": self.config.crop.catalog_cutout if self.cropper is not None else None,
+            "catalog_views": self.catalogue_view_count,
         }
+
+    @property
+    def catalogue_view_count(self) -> int:
+        """Photo-like shots made of each catalogue photo at index time (``index.views``). Only where queries are
+        cropped and catalogue photos framed by their cut-out: the views are cut as a cropped query is."""
+        if self.cropper is None or not self.config.crop.catalog_cutout:
+            return 0
+        return max(0, self.config.index.views)
+
+    @functools.cached_property
+    def _view_simulator(self) -> PhotoSimulator:
+        # Procedural clutter only: the photo backgrounds bundled for crop training and the benchmarks' queries
+        # stay out of the index, so a benchmark query never meets its own background there.
+        return PhotoSimulator(backgrounds=[])
+
+    def catalogue_views(self, image: np.ndarray, key: str) -> list[np.ndarray]:
+        """``catalogue_view_count`` simulated phone photos of one catalogue photo, each cut around a slightly
+        wrong box as the crop model would cut it. ``key`` (the file's hex hash) seeds them, so re-indexing the same
+        file gives the same vector."""
+        count = self.catalogue_view_count
+        if not count:
+            return []
+        rng = np.random.default_rng([self.config.seed, int(key[:15], 16)])
+        return photo_view_crops(image, count, self._view_simulator, rng, self.config.crop.pad)
 
     def _refine_setting(self) -> bool | dict[str, float]:
         """False, or how the refine pass looks again: any of it changes the boxes, so it belongs in the signature."""
@@ -134,6 +161,27 @@ class Pipeline:
         h, w = image.shape[:2]
         return box.to_square(pad=self.config.crop.pad, w=w, h=h).crop(image)
 
+    def query_crops(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, list[Framing]]:
+        """Each query photo framed as ``frame`` does, plus its box cut again at ``search.extra_crop_scales``;
+        ``owners`` gives each crop's photo (``mean_rows`` folds their vectors into one a photo)."""
+        crops, framings = self.frame(images)
+        scales = [float(s) for s in self.config.search.extra_crop_scales if float(s) > 0]
+        owners = list(range(len(crops)))
+        for number, (image, framing) in enumerate(zip(images, framings, strict=True)):
+            if framing.box is None or not scales:
+                continue  # the whole photo (crop off or unsure) has nothing to rescale
+            cx, cy = framing.box.center
+            for scale in scales:
+                half_w, half_h = framing.box.width * scale / 2, framing.box.height * scale / 2
+                crops.append(self._square(image, BoundingBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h)))
+                owners.append(number)
+        return crops, np.asarray(owners, np.int64), framings
+
+    def embed_queries(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Framing]]:
+        """Query photos -> one unit vector each (``query_crops``, embedded and averaged)."""
+        crops, owners, framings = self.query_crops(images)
+        return mean_rows(self.embedder.embed(crops), owners, len(images)), framings
+
     def embed_images(
         self,
         images: Sequence[np.ndarray],
@@ -142,3 +190,10 @@ class Pipeline:
     ) -> tuple[np.ndarray, list[Framing]]:
         crops, framings = self.frame(images, catalogue)
         return self.embedder.embed(crops, progress=progress), framings
+
+
+def mean_rows(vectors: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
+    """(N, D) vectors -> (count, D) unit rows, each the renormalised sum of the vectors its ``owners`` name."""
+    out = np.zeros((count, vectors.shape[1]), np.float32)
+    np.add.at(out, np.asarray(owners, np.int64), vectors)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

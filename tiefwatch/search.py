@@ -99,14 +99,15 @@ class Searcher:
             )
 
     def _comparable(self, signature: dict[str, Any]) -> dict[str, Any]:
-        """``--no-crop`` changes how the query is framed, not how the catalogue was: compare the rest."""
+        """``--no-crop`` changes how the query is framed, not how the catalogue was, and the catalogue's views are
+        the index's own business: compare the rest."""
+        catalogue_only = ["catalog_views"]
         if self.pipeline.cropper is None:
-            framing_keys = ("crop_model", "crop_pad", "crop_refine")
-            return {**signature, **{key: self.index.signature.get(key) for key in framing_keys}}
-        return signature
+            catalogue_only += ["crop_model", "crop_pad", "crop_refine"]
+        return {**signature, **{key: self.index.signature.get(key) for key in catalogue_only}}
 
     def search_images(self, images: Sequence[np.ndarray], names: Sequence[str], k: int) -> list[QueryResult]:
-        vectors, framings = self.pipeline.embed_images(images)
+        vectors, framings = self.pipeline.embed_queries(images)
         depth = max(k, self.config.rerank.top_k if self.reranker is not None else k)
         scores, rows = self.index.search(vectors, depth)
         results = []

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tiefwatch.images import list_images, load_image
+from tiefwatch.pipeline import mean_rows
 from tiefwatch.search import Searcher
 from tiefwatch.workspace import Workspace
 
@@ -43,9 +44,9 @@ def warm_stages(searcher: Searcher, paths: list[Path]) -> dict[str, list[float]]
         t0 = time.perf_counter()
         image = load_image(path)
         t1 = time.perf_counter()
-        crops, _ = searcher.pipeline.frame([image])
+        crops, owners, _ = searcher.pipeline.query_crops([image])
         t2 = time.perf_counter()
-        vector = searcher.pipeline.embedder.embed(crops)
+        vector = mean_rows(searcher.pipeline.embedder.embed(crops), owners, 1)
         t3 = time.perf_counter()
         _, rows = searcher.index.search(vector, max(k, depth))
         t4 = time.perf_counter()

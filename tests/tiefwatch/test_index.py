@@ -59,7 +59,8 @@ def test_search_finds_the_indexed_image_itself(tmp_path: Path, catalog_dir: Path
     from tiefwatch.search import search
 
     workspace = Workspace(tmp_path / "ws")
-    config = workspace.load_config(overrides=fast_overrides)
+    # One crop a query, one vector a photo: the query is then framed and embedded exactly as its catalogue entry.
+    config = workspace.load_config(overrides=[*fast_overrides, "search.extra_crop_scales=[]"])
     index_catalog(catalog_dir, workspace, config)
     results = search([catalog_dir / "w3.png", catalog_dir / "sub"], workspace=workspace, k=3, config=config)
     assert [Path(r.results[0].path).name for r in results] == ["w3.png", "w5.png"]
@@ -123,3 +124,35 @@ def test_approximate_index_types_save_and_reload(tmp_path: Path, kind: str) -> N
     _, rows = loaded.search(vectors[:50], 5)
     hit_rate = float(np.mean(rows[:, 0] == np.arange(50)))
     assert hit_rate >= 0.9, f"{kind} finds itself only {hit_rate:.0%} of the time"
+
+
+def test_catalogue_views_shape_the_vectors_reproducibly_and_rebuild_when_changed(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]
+) -> None:
+    from tiefwatch.search import search
+
+    plain_ws, views_ws = Workspace(tmp_path / "plain"), Workspace(tmp_path / "views")
+    with_views = [*fast_overrides, "index.views=2"]
+    index_catalog(catalog_dir, plain_ws, plain_ws.load_config(overrides=fast_overrides))
+    summary = index_catalog(catalog_dir, views_ws, views_ws.load_config(overrides=with_views))
+    assert (summary.catalog_views, summary.with_views) == (2, 6)
+    plain, viewed = CatalogIndex.load(plain_ws.index_path), CatalogIndex.load(views_ws.index_path)
+    assert (plain.signature["catalog_views"], viewed.signature["catalog_views"]) == (0, 2)
+    np.testing.assert_allclose(np.linalg.norm(viewed.vectors, axis=1), 1.0, atol=1e-5)
+    own = np.sum(plain.vectors * viewed.vectors, axis=1)
+    assert np.all(own < 0.999)  # each vector moved towards its photo-like views...
+    assert np.all(own > (plain.vectors @ viewed.vectors.T).max(axis=0) - 1e-6)  # ...and is still nearest its photo
+
+    again_ws = Workspace(tmp_path / "again")  # the views are seeded by the file, so a rebuild repeats them
+    index_catalog(catalog_dir, again_ws, again_ws.load_config(overrides=with_views))
+    np.testing.assert_allclose(CatalogIndex.load(again_ws.index_path).vectors, viewed.vectors, atol=1e-5)
+
+    results = search([catalog_dir / "w3.png"], workspace=views_ws, k=3, config=views_ws.load_config())
+    assert Path(results[0].results[0].path).name == "w3.png"
+    # Queries do not depend on the catalogue's views: another setting still searches this index.
+    other = views_ws.load_config(overrides=["index.views=0"])
+    assert Path(search([catalog_dir / "w3.png"], workspace=views_ws, k=1, config=other)[0].results[0].path).name == (
+        "w3.png"
+    )
+    rebuilt = index_catalog(catalog_dir, views_ws, views_ws.load_config(overrides=fast_overrides))
+    assert rebuilt.rebuilt_reason == "embedding settings changed" and rebuilt.added == 6

@@ -92,3 +92,31 @@ def test_the_refine_pass_and_its_padding_are_part_of_the_signature() -> None:
     wider = _pipeline(0.9, **{"crop.refine": "true", "crop.refine_pad": "0.5"}).signature()["crop_refine"]
     assert off is False and on == {"pad": 1.0, "below": 0.35} and wider == {"pad": 0.5, "below": 0.35}
     assert _pipeline(0.9, **{"crop.refine_pad": "0.5"}).signature()["crop_refine"] is False  # unused when off
+
+
+class ListedCropper(FixedCropper):
+    """One confidence per image, in order."""
+
+    def __init__(self, confidences: list[float]) -> None:
+        super().__init__(0.0)
+        self.confidences = confidences
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
+        return [BoxPrediction(BoundingBox(10, 20, 50, 40), c) for c in self.confidences[: len(images)]]
+
+
+def test_extra_crop_scales_cut_the_box_again_and_average_the_vectors() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (100, 120, 3), dtype=np.uint8) for _ in range(2)]
+    pipeline = _pipeline(0.9, **{"search.extra_crop_scales": "[0.5, 1.5]"})
+    pipeline.cropper = ListedCropper([0.9, 0.1])  # the second photo falls back to the whole image
+    crops, owners, framings = pipeline.query_crops(images)
+    assert owners.tolist() == [0, 1, 0, 0] and not framings[1].cropped
+    assert [c.shape[0] for c in crops[2:]] == [23, 70]  # 20 and 60 px: half and 1.5 times the 40-px box, + 8 % a side
+    vectors, _ = pipeline.embed_queries(images)
+    separate = pipeline.embedder.embed(crops)
+    expected = separate[[0, 2, 3]].sum(0)
+    np.testing.assert_allclose(vectors[0], expected / np.linalg.norm(expected), atol=1e-5)
+    np.testing.assert_allclose(vectors[1], separate[1], atol=1e-5)
+    plain, _ = _pipeline(0.9, **{"search.extra_crop_scales": "[]"}).embed_queries(images[:1])
+    np.testing.assert_allclose(plain[0], separate[0], atol=1e-5)  # no extra scales: the crop's own vector

@@ -60,3 +60,17 @@ def test_cli_train_tail_stages_reports_json(small_workspace, capsys: pytest.Capt
     assert code == 0 and out.exists()
     assert '"stages": 1' in capsys.readouterr().out
     assert workspace.load_config().backbone.weights != str(out.resolve())  # --out leaves the workspace alone
+
+
+def test_check_zero_tunes_every_watch_and_says_so(small_workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    workspace, _ = small_workspace
+    out = workspace.root / "all.pt"
+    code = main(["--workspace", str(workspace.root), "--quiet", "train", "--tail-stages", "1", "--views", "1",
+                 "--epochs", "1", "--check", "0", "--out", str(out)])  # fmt: skip
+    assert code == 0 and out.exists()
+    assert "every watch tuned, none held out" in capsys.readouterr().out
+    quick = {"stages": 1, "views": 1, "epochs": 1, "out": out, "show_progress": False}
+    summary = train_backbone_tail(workspace, check_fraction=0, **quick)
+    assert (summary.items, summary.val_items, summary.val_recall_at_1_tuned) == (12, 0, None)
+    with pytest.raises(ValueError, match="check_fraction"):
+        train_backbone_tail(workspace, check_fraction=1, **quick)
