@@ -104,7 +104,7 @@ class SearchConfig:
     k: int = 10
     # The crop's box cut again at these sizes (share of the box, about its centre) and the vectors averaged: a box
     # a few percent too tight or loose then matters less. Each costs one embedding per query: recall@1 0.807 ->
-    # 0.830, 48 -> 101 ms a query (benchmarks.md, retrieval-adapted); [] for the fastest search.
+    # 0.830 (benchmarks.md, retrieval-adapted) for about twice the query time (50 -> 100 ms warm); [] = fastest.
     extra_crop_scales: list[float] = field(default_factory=lambda: [0.9, 1.1])
 
 
