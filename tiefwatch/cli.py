@@ -402,10 +402,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="synthesised scenes (default: config train_bbox.samples)")
     p.add_argument("--boxes", type=Path, help="CSV path,x0,y0,x1,y1 of hand-boxed photos to add")
     p.add_argument("--holdout", type=float, default=0.0, help="keep this stable fraction of the catalogue out")
-    p.add_argument(
-        "--check", type=float, default=0.1, metavar="FRACTION",
-        help="--tail-stages: watches held out of tuning to report recall before and after (0: tune every watch)",
-    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from the workspace's checkpoint")
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
