@@ -44,17 +44,58 @@ def normalise(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((images.astype(np.float32) / 127.5) - 1.0).transpose(0, 3, 1, 2))
 
 
+PEAK_RADIUS = 2  # cells around a heat peak whose boxes are averaged into its box
+
+
 def decode(heat_logits: np.ndarray, boxes: np.ndarray, agree: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: the box averaged over cells whose heat is within ``agree`` of the peak, and the peak heat.
+    """Per image: the box of the highest heat peak (``decode_peaks``), and that peak's heat.
 
     Returns boxes (N,4) in 0..1 letterbox coordinates and confidences (N,).
     """
+    peaks = decode_peaks(heat_logits, boxes, agree=agree, ratio=1.0, limit=1)
+    out = np.array([found[0][0] for found in peaks], np.float32).reshape(-1, 4)
+    return out, np.array([found[0][1] for found in peaks], np.float32)
+
+
+def decode_peaks(
+    heat_logits: np.ndarray, boxes: np.ndarray, agree: float = 0.5, ratio: float = 0.5, limit: int = 3
+) -> list[list[tuple[np.ndarray, float]]]:
+    """Per image: up to ``limit`` (box, heat) pairs, highest first, one per local maximum of the heat map whose
+    heat is at least ``ratio`` of the highest.
+
+    A peak's box is averaged over the cells within ``PEAK_RADIUS`` of it whose heat is within ``agree`` of the
+    peak's, so one bad cell cannot throw the crop. Averaging over the whole map instead (as before) blended two
+    distant peaks into a box on neither: 2 of the 300 benchmark photos lost their watch that way.
+    """
     n = heat_logits.shape[0]
-    heat = 1.0 / (1.0 + np.exp(-heat_logits.reshape(n, -1).astype(np.float64)))
-    flat = boxes.reshape(n, 4, -1)
-    peak = heat.max(axis=1)
-    out = np.zeros((n, 4), np.float64)
+    h, w = heat_logits.shape[-2:]
+    heat = 1.0 / (1.0 + np.exp(-heat_logits.reshape(n, h, w).astype(np.float64)))
+    flat = boxes.reshape(n, 4, h, w).astype(np.float64)
+    padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)), constant_values=-1.0)
+    local_max = np.ones(heat.shape, bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                local_max &= heat >= padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    out: list[list[tuple[np.ndarray, float]]] = []
     for i in range(n):
-        weights = np.where(heat[i] >= agree * peak[i], heat[i], 0.0)
-        out[i] = (flat[i] * weights).sum(axis=1) / max(weights.sum(), 1e-12)
-    return out.astype(np.float32), peak.astype(np.float32)
+        candidates = np.flatnonzero(local_max[i].ravel())
+        candidates = candidates[np.argsort(-heat[i].ravel()[candidates], kind="stable")]
+        top = heat[i].ravel()[candidates[0]]
+        found: list[tuple[np.ndarray, float]] = []
+        taken = np.zeros((h, w), bool)
+        for cell in candidates:
+            y, x = divmod(int(cell), w)
+            peak = heat[i, y, x]
+            if len(found) >= limit or peak < ratio * top:
+                break
+            if taken[y, x]:
+                continue  # a plateau's second cell: the same peak
+            y0, y1, x0, x1 = max(0, y - PEAK_RADIUS), y + PEAK_RADIUS + 1, max(0, x - PEAK_RADIUS), x + PEAK_RADIUS + 1
+            window = heat[i, y0:y1, x0:x1]
+            weights = np.where(window >= agree * peak, window, 0.0)
+            box = (flat[i, :, y0:y1, x0:x1] * weights).sum(axis=(1, 2)) / max(weights.sum(), 1e-12)
+            taken[y0:y1, x0:x1] = True
+            found.append((box.astype(np.float32), float(peak)))
+        out.append(found)
+    return out

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bbox.box import BoundingBox
-from bbox.netio import CropNetSpec, decode, letterbox, normalise
+from bbox.netio import CropNetSpec, decode_peaks, letterbox, normalise
 from ranking.backbone import resolve_device, shared_backbone
 from ranking.engines import make_engine, onnx_cache_path, write_cache_file
 
@@ -27,6 +27,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "crop_default.pt"
 class BoxPrediction:
     box: BoundingBox  # in the input image's pixels
     confidence: float  # the heatmap peak: ~1 for a clear watch, ~0 for none
+    # other heat peaks at least ``alternatives_ratio`` as high as this one, highest first: where the network
+    # hesitates between two things, a search can try both (``tiefwatch.search``)
+    alternatives: tuple[tuple[BoundingBox, float], ...] = ()
 
 
 def build_net(spec: CropNetSpec, head_state: dict | None = None) -> CropNet:
@@ -66,6 +69,8 @@ class BoxPredictor:
         refine: bool = False,
         refine_pad: float = 1.0,
         refine_below: float = 1.0,
+        alternatives_ratio: float = 0.0,
+        max_alternatives: int = 2,
     ) -> None:
         self.path = Path(path)
         data = self.path.read_bytes()
@@ -84,6 +89,8 @@ class BoxPredictor:
         self.refine = refine
         self.refine_pad = refine_pad
         self.refine_below = refine_below  # only boxes whose long side is below this share of the image's
+        self.alternatives_ratio = alternatives_ratio  # 0: the highest peak alone
+        self.max_alternatives = max_alternatives
         self.engine = make_engine(
             lambda: build_net(self.spec, (checkpoint or _load_checkpoint(data, self.path))["head"]),
             self.spec.input_size,
@@ -114,7 +121,7 @@ class BoxPredictor:
             h, w = images[number].shape[:2]
             box = zoomed.box
             moved = BoundingBox(box.x0 + region.x0, box.y0 + region.y0, box.x1 + region.x0, box.y1 + region.y0)
-            out[number] = BoxPrediction(moved.clip(w, h), first[number].confidence)
+            out[number] = BoxPrediction(moved.clip(w, h), first[number].confidence, first[number].alternatives)
         return out
 
     def _predict_once(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
@@ -124,14 +131,23 @@ class BoxPredictor:
             chunk = images[start : start + self.batch_size]
             boxed = [letterbox(image, size) for image in chunk]
             heat, boxes = self.engine(normalise(np.stack([b[0] for b in boxed])))
-            decoded, confidence = decode(heat, boxes)
-            for image, (_, scale, (ox, oy)), box, conf in zip(chunk, boxed, decoded, confidence, strict=True):
+            ratio = self.alternatives_ratio if self.alternatives_ratio > 0 else 1.0
+            limit = 1 + (self.max_alternatives if self.alternatives_ratio > 0 else 0)
+            peaks = decode_peaks(heat, boxes, ratio=ratio, limit=limit)
+            for image, (_, scale, offset), found in zip(chunk, boxed, peaks, strict=True):
                 h, w = image.shape[:2]
-                x0, y0, x1, y1 = (box * size - np.array([ox, oy, ox, oy])) / scale
-                x0, x1 = sorted((float(np.clip(x0, 0, w)), float(np.clip(x1, 0, w))))
-                y0, y1 = sorted((float(np.clip(y0, 0, h)), float(np.clip(y1, 0, h))))
-                out.append(BoxPrediction(BoundingBox(x0, y0, x1, y1), float(conf)))
+                placed = [(_to_image(box, size, scale, offset, w, h), heat_) for box, heat_ in found]
+                out.append(BoxPrediction(placed[0][0], placed[0][1], tuple(placed[1:])))
         return out
+
+
+def _to_image(box: np.ndarray, size: int, scale: float, offset: tuple[int, int], w: int, h: int) -> BoundingBox:
+    """A 0..1 letterbox box -> the original image's pixels, clipped to it."""
+    ox, oy = offset
+    x0, y0, x1, y1 = (box * size - np.array([ox, oy, ox, oy])) / scale
+    x0, x1 = sorted((float(np.clip(x0, 0, w)), float(np.clip(x1, 0, w))))
+    y0, y1 = sorted((float(np.clip(y0, 0, h)), float(np.clip(y1, 0, h))))
+    return BoundingBox(x0, y0, x1, y1)
 
 
 def _load_checkpoint(data: bytes, path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ loads like the packaged one (``ranking.backbone.create_backbone(weights=...)``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -82,6 +83,9 @@ def fit_tail(
         optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.1
     )
     generator = torch.Generator().manual_seed(settings.seed)
+    # bfloat16 on a GPU: the tail's depthwise convolutions are memory-bound, and a lease is minutes long
+    on_gpu = str(device).startswith("cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
     for epoch in range(settings.epochs):
         tail.train()
         _freeze_norm_statistics(tail)
@@ -89,8 +93,11 @@ def fit_tail(
         for step in range(steps_per_epoch):
             batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             groups = torch.from_numpy(owners[batch.numpy()])
-            anchor = gem_pool(tail(views[batch.to(device)].float()), settings.gem_p)
-            positive = gem_pool(tail(catalog[groups.to(device)].float()), settings.gem_p)
+            with autocast:
+                anchor_maps = tail(views[batch.to(device)].float())
+                positive_maps = tail(catalog[groups.to(device)].float())
+            anchor = gem_pool(anchor_maps.float(), settings.gem_p)
+            positive = gem_pool(positive_maps.float(), settings.gem_p)
             loss = info_nce(anchor, positive, settings.temperature, groups.to(anchor.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

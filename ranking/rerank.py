@@ -1,7 +1,8 @@
 """The re-ranker a search runs: the learned projection as a numpy matrix, no torch per call or per process.
 
 A trained ``SimilarityNet`` (``ranking.similarity``) is a bias-free linear map, so at search time it is one
-(K+1, D) x (D, d) product. Its checkpoint is a torch file; the first load writes the matrix and what the
+(K+1, D) x (D, d) product, plus a (K+1, D) x (D, V) one where the model has attribute heads
+(``ranking.attributes``). Its checkpoint is a torch file; the first load writes the matrix and what the
 search needs beside it into a small ``.npz`` cache keyed by the checkpoint's bytes, and later processes read
 that instead, without importing torch.
 """
@@ -19,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ranking.attributes import AttributeHeads
 from ranking.engines import write_cache_file
 
 if TYPE_CHECKING:
     from ranking.similarity import SimilarityNet
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: attribute heads
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "similarity_default.pt"  # see benchmarks/judged
 
 
@@ -53,7 +55,8 @@ class SimilarityReranker:
     """The ``Reranker`` protocol on a trained projection: numpy in, numpy out.
 
     ``projection`` is the net's (d, D) weight; ``raw_weight`` the share of the raw cosine in the score;
-    ``signature`` the embedding signature the model was trained on, when known.
+    ``signature`` the embedding signature the model was trained on, when known; ``attributes`` the attribute heads
+    and ``attribute_weight`` the share of their expected agreement in the score.
     """
 
     def __init__(
@@ -62,6 +65,8 @@ class SimilarityReranker:
         fingerprint: str,
         signature: dict[str, Any] | None = None,
         raw_weight: float = 0.0,
+        attributes: AttributeHeads | None = None,
+        attribute_weight: float = 0.0,
     ) -> None:
         projection = np.asarray(projection, np.float32)
         self._projection_t = np.ascontiguousarray(projection.T)  # (D, d)
@@ -69,6 +74,10 @@ class SimilarityReranker:
         self.fingerprint = fingerprint
         self.signature = signature
         self.raw_weight = float(raw_weight)
+        if attributes is not None and attributes.input_dim != self.input_dim:
+            raise ValueError(f"attribute heads take {attributes.input_dim}-d vectors, the projection {self.input_dim}")
+        self.attributes = attributes
+        self.attribute_weight = float(attribute_weight) if attributes is not None else 0.0
         _blas_controller()  # found once here (about 10 ms), not inside the first query
 
     @classmethod
@@ -79,12 +88,17 @@ class SimilarityReranker:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SimilarityReranker:
-        from ranking.similarity import from_checkpoint
+        from ranking.similarity import attribute_state, from_checkpoint
 
         reranker = cls.from_net(from_checkpoint(checkpoint))
         meta = checkpoint.get("meta", {})
         reranker.signature = meta.get("signature")
         reranker.raw_weight = float(meta.get("raw_weight") or 0.0)
+        state = attribute_state(checkpoint)
+        if state is not None:
+            reranker.attributes = AttributeHeads.from_state(state)
+            reranker.attribute_weight = float(meta.get("attribute_weight") or 0.0)
+            reranker.fingerprint = checkpoint.get("fingerprint", reranker.fingerprint)
         return reranker
 
     @classmethod
@@ -105,14 +119,20 @@ class SimilarityReranker:
         return reranker
 
     def npz_bytes(self) -> bytes:
-        meta = {
+        meta: dict[str, Any] = {
             "version": CACHE_VERSION,
             "fingerprint": self.fingerprint,
             "signature": self.signature,
             "raw_weight": self.raw_weight,
         }
+        arrays = {"projection": self._projection_t.T}
+        if self.attributes is not None:
+            state = self.attributes.to_state()
+            meta |= {"attribute_weight": self.attribute_weight, "attributes": [state["names"], state["values"]]}
+            for number, (weight, bias) in enumerate(zip(state["weights"], state["biases"], strict=True)):
+                arrays |= {f"attribute_weight_{number}": weight, f"attribute_bias_{number}": bias}
         buffer = io.BytesIO()
-        np.savez(buffer, projection=self._projection_t.T, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        np.savez(buffer, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         return buffer.getvalue()
 
     @classmethod
@@ -121,7 +141,25 @@ class SimilarityReranker:
             meta = json.loads(bytes(data["meta"]).decode())
             if meta.get("version") != CACHE_VERSION:
                 raise ValueError(f"{path}: cache version {meta.get('version')}")
-            return cls(data["projection"], meta["fingerprint"], meta["signature"], meta["raw_weight"])
+            attributes = None
+            if meta.get("attributes"):
+                names, values = meta["attributes"]
+                attributes = AttributeHeads.from_state(
+                    {
+                        "names": names,
+                        "values": values,
+                        "weights": [data[f"attribute_weight_{i}"] for i in range(len(names))],
+                        "biases": [data[f"attribute_bias_{i}"] for i in range(len(names))],
+                    }
+                )
+            return cls(
+                data["projection"],
+                meta["fingerprint"],
+                meta["signature"],
+                meta["raw_weight"],
+                attributes,
+                meta.get("attribute_weight", 0.0),
+            )
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """(K, D) -> (K, d) unit rows in the learned space; the numpy twin of ``SimilarityNet.forward``."""
@@ -132,7 +170,17 @@ class SimilarityReranker:
 
     def embed(self, vectors: np.ndarray) -> np.ndarray:
         """(K, D) -> rows whose dot products are the re-ranking score: the raw unit vector scaled by
-        sqrt(raw_weight) beside the learned one scaled by sqrt(1 - raw_weight) (just the learned one when 0)."""
+        sqrt(raw_weight) beside the learned one scaled by sqrt(1 - raw_weight) (just the learned one when 0);
+        with attribute heads, that scaled by sqrt(1 - attribute_weight) beside their probabilities scaled by
+        sqrt(attribute_weight), so the score adds attribute_weight x the expected share of attributes in common."""
+        embedded = self.embed_cosines(vectors)
+        if self.attributes is None or not self.attribute_weight:
+            return embedded
+        w = self.attribute_weight
+        return np.hstack([np.sqrt(1.0 - w) * embedded, np.sqrt(w) * self.attributes.embed(vectors)]).astype(np.float32)
+
+    def embed_cosines(self, vectors: np.ndarray) -> np.ndarray:
+        """``embed`` without the attribute columns: the raw and learned cosine blend alone."""
         learned = self.project(vectors)
         if not self.raw_weight:
             return learned

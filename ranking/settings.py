@@ -23,6 +23,12 @@ class TripletTrainSettings:
     # is not the same watch: learned-only re-ranking let look-alikes overtake the exact watch (R@1 0.21 -> 0.13 on
     # the dev benchmark), 0.6 keeps it first (0.22) at no cost to judged-triplet accuracy (benchmarks.md).
     raw_weight: float = 0.6
+    # With --attributes: the attribute classifiers' inverse L2 strengths and their share of the score, chosen by
+    # cross-validated top-5 attribute agreement over the labelled photos (ranking.attributes; benchmarks.md). The
+    # share stops at 0.5: beyond it the attributes outvote what people judged directly (on the judged set's
+    # training half, its own directly judged triplets: 0.954 right without attributes, 0.943 at 0.5, 0.917 at 0.7).
+    attribute_cs: list[float] = field(default_factory=lambda: [3.0, 10.0, 30.0])
+    attribute_weights: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.35, 0.5])
     seed: int = 0
 
 

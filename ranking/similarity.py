@@ -58,27 +58,56 @@ class SimilarityNet(nn.Module):
         return out
 
 
-def fingerprint(net: SimilarityNet) -> str:
-    """Content hash of the architecture and weights: what a search result can cite as its re-ranker."""
+def fingerprint(net: SimilarityNet, attributes: dict[str, Any] | None = None) -> str:
+    """Content hash of the architecture and weights (attribute heads included): what a search result can cite as
+    its re-ranker."""
     digest = hashlib.sha1(json.dumps(net.spec(), sort_keys=True).encode())
     for name, tensor in sorted(net.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    if attributes is not None:
+        digest.update(json.dumps([attributes["names"], attributes["values"]]).encode())
+        for array in (*attributes["weights"], *attributes["biases"]):
+            digest.update(np.asarray(array, np.float32).tobytes())
     return f"similarity:{digest.hexdigest()[:16]}"
 
 
-def to_checkpoint(net: SimilarityNet, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def to_checkpoint(
+    net: SimilarityNet, meta: dict[str, Any] | None = None, attributes: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Plain tensors and JSON-able metadata, ready for ``torch.save``; ``meta`` is checked to be JSON-able now
-    so a bad value fails at training time, not when someone tries to read the file later."""
+    so a bad value fails at training time, not when someone tries to read the file later. ``attributes`` is
+    ``AttributeHeads.to_state()`` (``ranking.attributes``) when the model has attribute heads."""
     meta = dict(meta or {})
     json.dumps(meta)
-    return {
+    checkpoint = {
         "kind": CHECKPOINT_KIND,
         "version": CHECKPOINT_VERSION,
         "spec": net.spec(),
         "state_dict": {name: tensor.detach().cpu().clone() for name, tensor in net.state_dict().items()},
         "meta": meta,
-        "fingerprint": fingerprint(net),
+        "fingerprint": fingerprint(net, attributes),
+    }
+    if attributes is not None:  # tensors and lists of strings: a weights_only load reads them
+        checkpoint["attributes"] = {
+            "names": list(attributes["names"]),
+            "values": [list(v) for v in attributes["values"]],
+            "weights": [torch.from_numpy(np.asarray(w, np.float32)) for w in attributes["weights"]],
+            "biases": [torch.from_numpy(np.asarray(b, np.float32)) for b in attributes["biases"]],
+        }
+    return checkpoint
+
+
+def attribute_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's attribute heads as numpy (``AttributeHeads.from_state`` takes it), or None."""
+    stored = checkpoint.get("attributes")
+    if not stored:
+        return None
+    return {
+        "names": list(stored["names"]),
+        "values": [list(v) for v in stored["values"]],
+        "weights": [t.detach().cpu().float().numpy() for t in stored["weights"]],
+        "biases": [t.detach().cpu().float().numpy() for t in stored["biases"]],
     }
 
 

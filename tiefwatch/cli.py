@@ -195,14 +195,21 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
         verbose=not args.quiet,
         fine_tune=args.fine_tune,
         views=args.views,
+        attributes=args.attributes,
     )
+    attributes = summary.attributes
     _emit(
         args,
         summary.as_dict(),
         f"similarity model saved to {summary.model}: held-out triplet accuracy {summary.val_accuracy:.3f} "
         f"(raw backbone {summary.backbone_val_accuracy:.3f}), margin {summary.margin}, "
         f"{summary.train_triplets} train / {summary.val_triplets} held-out triplets "
-        f"({summary.duplicates} duplicates ignored), {summary.seconds:.0f}s",
+        f"({summary.duplicates} duplicates ignored), {summary.seconds:.0f}s"
+        + (
+            f"; attribute heads from {attributes['labelled']} labelled photos, weight {attributes['weight']:g}"
+            if attributes
+            else ""
+        ),
     )
     if summary.val_accuracy <= summary.backbone_val_accuracy:
         print("warning: the trained model is no better than the raw backbone on held-out anchors", file=sys.stderr)
@@ -415,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--views", type=int, help="photo-like shots per training anchor, also used as anchors (train_triplets.views)"
     )
+    p.add_argument(
+        "--attributes", type=Path,
+        help="CSV with a `file` column and one column per attribute (shape, colours...): adds attribute heads",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(run=cmd_train_triplets)

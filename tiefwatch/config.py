@@ -84,6 +84,11 @@ class CropConfig:
     refine: bool = False  # a second look at a zoomed square around the first box (benchmarks.md, crop section)
     refine_pad: float = 1.0  # that square: the box padded by this share of its size on each side (0.3 lost IoU)
     refine_below: float = 0.35  # refine only boxes whose long side is below this share of the photo's (benchmarks)
+    # Where the crop network sees a second heat peak at least this share of the first, a search embeds both crops
+    # and keeps the one whose best catalogue match is closer; an unsure photo tries its box beside the whole photo
+    # (0: neither, the first peak alone). About 3 % of photos have a candidate more (benchmarks.md).
+    alternatives_ratio: float = 0.5
+    max_alternatives: int = 2
     # Catalogue photos on a plain light background are framed by their product cut-out: the very box the crop
     # model is trained to predict, for a few milliseconds instead of a backbone pass. Others go to the model.
     catalog_cutout: bool = True
@@ -97,6 +102,10 @@ class RerankConfig:
     top_k: int = 100
     model: str = ""  # empty = the workspace's own, else the packaged default
     packaged: bool = True  # use the similarity model shipped with the package when the workspace has none
+    # The share of attribute agreement in the score, for a model with attribute heads (train-triplets --attributes);
+    # negative: the share the model was trained with. Look-alikes by attribute against the exact watch first: in a
+    # fresh workspace recall@1 0.81 at 0, 0.80 at 0.1, 0.74 at 0.5 (benchmarks.md, human-judged section).
+    attribute_weight: float = -1.0
 
 
 @dataclass

@@ -40,6 +40,8 @@ def load_cropper(config: Config, workspace: Workspace, required: bool = False) -
         refine=config.crop.refine,
         refine_pad=config.crop.refine_pad,
         refine_below=config.crop.refine_below,
+        alternatives_ratio=config.crop.alternatives_ratio,
+        max_alternatives=config.crop.max_alternatives,
     )
 
 
@@ -66,6 +68,8 @@ def load_reranker(
     if packaged and index_signature is not None and not same_embedding(reranker.signature, index_signature):
         log.info("packaged similarity model not used: this index's vectors are made with other settings")
         return None
+    if config.rerank.attribute_weight >= 0 and reranker.attributes is not None:
+        reranker.attribute_weight = min(float(config.rerank.attribute_weight), 1.0)
     return reranker
 
 

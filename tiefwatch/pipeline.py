@@ -46,10 +46,23 @@ class Framing:
     box: BoundingBox | None
     confidence: float | None
     note: str = ""
+    # other heat peaks' boxes and heights, where the crop network saw more than one: a search tries each
+    alternatives: tuple[tuple[BoundingBox, float], ...] = ()
 
     @property
     def cropped(self) -> bool:
         return self.box is not None
+
+
+@dataclass
+class QueryCrops:
+    """What ``Pipeline.query_crops`` cut: the crops, each crop's candidate (``owners``), each candidate's framing
+    and photo (``photo_of``, non-decreasing; a photo's first candidate is ``frame``'s own framing)."""
+
+    crops: list[np.ndarray]
+    owners: np.ndarray
+    candidates: list[Framing]
+    photo_of: np.ndarray
 
 
 class Pipeline:
@@ -137,14 +150,21 @@ class Pipeline:
         threshold = self.config.crop.min_confidence
         for number, prediction in zip(pending, predictions, strict=True):
             image = images[number]
+            # a query's other heat peaks, and its box where the whole photo stands in for it, are tried by the
+            # search (``Searcher.embed_queries``); a catalogue photo has no catalogue to be checked against
+            try_others = not catalogue and self.config.crop.alternatives_ratio > 0
+            others = prediction.alternatives if try_others else ()
             if prediction.confidence < threshold:
                 crops[number] = image
                 framings[number] = Framing(
-                    None, prediction.confidence, f"low crop confidence {prediction.confidence:.2f}"
+                    None,
+                    prediction.confidence,
+                    f"low crop confidence {prediction.confidence:.2f}",
+                    ((prediction.box, prediction.confidence), *others) if try_others else (),
                 )
                 continue
             crops[number] = self._square(image, prediction.box)
-            framings[number] = Framing(prediction.box, prediction.confidence)
+            framings[number] = Framing(prediction.box, prediction.confidence, "", others)
         return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
 
     def frame_without_model(self, image: np.ndarray) -> tuple[np.ndarray, Framing] | None:
@@ -161,26 +181,49 @@ class Pipeline:
         h, w = image.shape[:2]
         return box.to_square(pad=self.config.crop.pad, w=w, h=h).crop(image)
 
-    def query_crops(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, list[Framing]]:
-        """Each query photo framed as ``frame`` does, plus its box cut again at ``search.extra_crop_scales``;
-        ``owners`` gives each crop's photo (``mean_rows`` folds their vectors into one a photo)."""
-        crops, framings = self.frame(images)
+    def query_crops(self, images: Sequence[np.ndarray]) -> QueryCrops:
+        """Each query photo framed as ``frame`` does, and where the crop network saw more than one heat peak, each
+        other peak's box too (candidates the search chooses among); every box is cut again at
+        ``search.extra_crop_scales`` (``mean_rows`` folds a candidate's crops into one vector)."""
+        first_crops, framings = self.frame(images)
         scales = [float(s) for s in self.config.search.extra_crop_scales if float(s) > 0]
-        owners = list(range(len(crops)))
-        for number, (image, framing) in enumerate(zip(images, framings, strict=True)):
-            if framing.box is None or not scales:
+        candidates: list[Framing] = []
+        photo_of: list[int] = []
+        for number, framing in enumerate(framings):
+            candidates.append(framing)
+            photo_of.append(number)
+            for box, confidence in framing.alternatives:
+                candidates.append(Framing(box, confidence, "another heat peak of the crop network"))
+                photo_of.append(number)
+        crops, owners = [], []
+        first_of_photo = {number: index for index, number in reversed(list(enumerate(photo_of)))}
+        for index, (number, framing) in enumerate(zip(photo_of, candidates, strict=True)):
+            crops.append(
+                first_crops[number] if first_of_photo[number] == index else self._square(images[number], framing.box)
+            )
+            owners.append(index)
+        for index, (number, framing) in enumerate(zip(photo_of, candidates, strict=True)):
+            if framing.box is None:
                 continue  # the whole photo (crop off or unsure) has nothing to rescale
             cx, cy = framing.box.center
             for scale in scales:
                 half_w, half_h = framing.box.width * scale / 2, framing.box.height * scale / 2
-                crops.append(self._square(image, BoundingBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h)))
-                owners.append(number)
-        return crops, np.asarray(owners, np.int64), framings
+                box = BoundingBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+                crops.append(self._square(images[number], box))
+                owners.append(index)
+        return QueryCrops(crops, np.asarray(owners, np.int64), candidates, np.asarray(photo_of, np.int64))
+
+    def embed_query_candidates(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, QueryCrops]:
+        """One unit vector per candidate framing of each query photo (``query_crops``, embedded and averaged)."""
+        cut = self.query_crops(images)
+        return mean_rows(self.embedder.embed(cut.crops), cut.owners, len(cut.candidates)), cut
 
     def embed_queries(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Framing]]:
-        """Query photos -> one unit vector each (``query_crops``, embedded and averaged)."""
-        crops, owners, framings = self.query_crops(images)
-        return mean_rows(self.embedder.embed(crops), owners, len(images)), framings
+        """Query photos -> one unit vector each, from ``frame``'s own framing (without a catalogue to ask, the
+        other peaks' candidates have nothing to be chosen by: ``Searcher`` chooses among them)."""
+        vectors, cut = self.embed_query_candidates(images)
+        first = np.flatnonzero(np.r_[True, cut.photo_of[1:] != cut.photo_of[:-1]])
+        return vectors[first], [cut.candidates[i] for i in first]
 
     def embed_images(
         self,

@@ -44,10 +44,12 @@ def warm_stages(searcher: Searcher, paths: list[Path]) -> dict[str, list[float]]
         t0 = time.perf_counter()
         image = load_image(path)
         t1 = time.perf_counter()
-        crops, owners, _ = searcher.pipeline.query_crops([image])
+        cut = searcher.pipeline.query_crops([image])
         t2 = time.perf_counter()
-        vector = mean_rows(searcher.pipeline.embedder.embed(crops), owners, 1)
+        vector = mean_rows(searcher.pipeline.embedder.embed(cut.crops), cut.owners, len(cut.candidates))
         t3 = time.perf_counter()
+        if len(vector) > 1:  # several heat peaks: the one closest to the catalogue (Searcher.embed_queries)
+            vector = vector[[int(np.argmax(searcher.index.search(vector, 1)[0][:, 0]))]]
         _, rows = searcher.index.search(vector, max(k, depth))
         t4 = time.perf_counter()
         if searcher.reranker is not None:

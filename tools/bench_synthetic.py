@@ -56,6 +56,10 @@ def measure(root: Path, size: int, args: argparse.Namespace) -> list[str]:
     test = attribute_triplets(half_b, args.test_triplets, np.random.default_rng(args.seed + 2))
     train_csv = root / "train-A.csv"
     train_csv.write_text("anchor,near,far\n" + "".join(f"{a},{n},{f}\n" for a, n, f in train))
+    names_a = {name for name, _ in half_a}
+    lines = (root / "catalog" / "attributes.csv").read_text().splitlines()
+    attributes_csv = root / "attributes-A.csv"  # make_catalog's labels (file + one column each), half A only
+    attributes_csv.write_text("\n".join([lines[0], *(x for x in lines[1:] if x.split(",")[0] in names_a)]) + "\n")
     rows = []
     for weights in args.weights.split(","):
         workspace = Workspace(root / f"ws-{weights}")
@@ -64,10 +68,19 @@ def measure(root: Path, size: int, args: argparse.Namespace) -> list[str]:
         index = CatalogIndex.load(workspace.index_path, config)
         started = time.perf_counter()
         summary = train_triplets(train_csv, workspace, config, verbose=False)
+        seconds = time.perf_counter() - started
         raw, trained, learned = accuracies(index, SimilarityReranker.load(summary.model), test)
+        with_heads = "-"
+        if args.attributes:  # the same triplets plus half A's attribute labels (train-triplets --attributes)
+            labelled = train_triplets(
+                train_csv, workspace, config, verbose=False, out=workspace.models_dir / "with-attributes.pt",
+                attributes=attributes_csv,
+            )  # fmt: skip
+            heads = accuracies(index, SimilarityReranker.load(labelled.model), test)[1]
+            with_heads = f"{heads:.3f} (weight {labelled.attributes['weight']:g})"
         rows.append(
             f"| {size} ({len(train)} / {len(test)}) | {weights} | {raw:.3f} | **{trained:.3f}** | {learned:.3f} "
-            f"| {summary.val_accuracy:.3f} | {time.perf_counter() - started:.0f} s |"
+            f"| {with_heads} | {summary.val_accuracy:.3f} | {seconds:.0f} s |"
         )
         print(rows[-1], flush=True)
     return rows
@@ -79,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triplets-per-watch", type=int, default=26, help="training triplets per half-A watch")
     parser.add_argument("--test-triplets", type=int, default=3000)
     parser.add_argument("--weights", default="imagenet,photo", help="comma list of backbone.weights to compare")
+    parser.add_argument(
+        "--attributes", action="store_true",
+        help="also train with half A's attribute labels as attribute heads (train-triplets --attributes)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--doc", type=Path, default=ROOT / "docs/benchmarks.md")
@@ -98,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
             "`tiefwatch train-triplets` learns from simulated-annotator triplets among half A (near shares at "
             "least two more attributes with the anchor than far); the test triplets are among half B only: "
             "anchor, near and far never seen in training. Anchor: the catalogue photo; scores as a search "
-            "re-ranks (the blend of raw and learned cosine).",
+            "re-ranks (the blend of raw and learned cosine). With attribute heads: the same triplets plus half "
+            "A's attribute labels (`train-triplets --attributes`, the file `make_catalog` writes, half A's rows).",
             "",
             "| watches (train / test triplets) | backbone.weights | raw backbone | trained | learned cosine alone "
-            "| held-out anchors within half A | training |",
-            "|---|---|---|---|---|---|---|",
+            "| trained with attribute heads | held-out anchors within half A | training |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )

@@ -114,6 +114,15 @@ def read_attributes(path: Path) -> dict[str, dict[str, str]]:
     return table
 
 
+def write_attributes_csv(attributes: dict[str, dict[str, str]], names: list[str], path: Path) -> Path:
+    """The labels of ``names`` in the form ``tiefwatch train-triplets --attributes`` reads (file + attributes)."""
+    lines = [",".join(["file", *ATTRIBUTES])]
+    lines += [",".join([name, *(attributes[name][k] for k in ATTRIBUTES)]) for name in sorted(names)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def shared_count(a: dict[str, str], b: dict[str, str]) -> int:
     return sum(a[name] == b[name] for name in ATTRIBUTES)
 
@@ -121,10 +130,13 @@ def shared_count(a: dict[str, str], b: dict[str, str]) -> int:
 def derive_triplets(
     attributes: dict[str, dict[str, str]], per_anchor: int, min_gap: int = 2, seed: int = 0
 ) -> list[tuple[str, str, str]]:
-    """Clear triplets within each half: near shares at least ``min_gap`` more attributes with the anchor than far."""
-    rng = np.random.default_rng(seed)
+    """Clear triplets within each half: near shares at least ``min_gap`` more attributes with the anchor than far.
+
+    Each half draws from its own seeded generator, so labelling more watches of one half leaves the other's
+    triplets (half B's are the benchmark's test set) as they were."""
     triplets: list[tuple[str, str, str]] = []
     for half in ("A", "B"):
+        rng = np.random.default_rng([seed, ord(half)])
         names = sorted(name for name in attributes if half_of(name) == half)
         for anchor in names:
             others = [name for name in names if name != anchor]
@@ -273,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-gap", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", type=float, default=0.0, help="drop triplets anchored on this stable held-out share")
+    p.add_argument(
+        "--attributes-out", type=Path,
+        help="also write the labels (held-out share left out) for train-triplets --attributes",
+    )  # fmt: skip
     for name in ("ask", "answer"):
         p = verbs.add_parser(
             name,
@@ -310,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             write_csv(args.out, ("anchor", "near", "far", "annotator"), rows)
             print(f"{len(rows)} triplets -> {args.out}")
+            if args.attributes_out:
+                labels = read_attributes(args.judged / "attributes.csv")
+                kept = [name for name in labels if not (args.holdout and is_holdout(name, args.holdout))]
+                write_attributes_csv(labels, kept, args.attributes_out)
+                print(f"{len(kept)} labelled watches -> {args.attributes_out}")
         elif args.verb == "ask":
             print(json.dumps(ask(args.workspace, args.triplets, args.annotator, args.state, args.image, args.shard)))
         else:

@@ -73,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--jitter", type=float, default=0.1)
-    parser.add_argument("--variants", default="all:2", help="comma list of items:stages, items all|train")
+    parser.add_argument(
+        "--variants", default="all:2",
+        help="comma list of items:stages[:epochs], items all|train (epochs defaults to --epochs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--deadline", type=float, default=0.0,
+        help="seconds after which no further variant starts (0: none), so a lease's last minutes are not lost",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = backbone.BACKBONES["efficientnet_lite2"]
         backbone.BACKBONES["efficientnet_lite2"] = dataclasses.replace(spec, weights=lambda: args.imagenet_file)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     report: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "args": vars(args)}
     paths = list_images(args.catalog)
     if args.limit:
@@ -124,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for variant in args.variants.split(","):
-        items, stages = variant.split(":")
+        if args.deadline and time.perf_counter() - started > args.deadline:
+            print(f"deadline: {variant} skipped", flush=True)
+            continue
+        items, stages, *epochs = variant.split(":")
         stages = int(stages)
+        epoch_count = int(epochs[0]) if epochs else args.epochs
         model = create_backbone().to(device)
         trunk, tail = split_backbone(model, stages)
 
@@ -137,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_q = tail_vectors(tail, query_maps, device=device)
         raw_c = tail_vectors(tail, catalog_maps, device=device)
         raw = recall_at_1(raw_q, truth, raw_c)
-        settings = TailTrainSettings(stages=stages, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+        settings = TailTrainSettings(stages=stages, epochs=epoch_count, lr=args.lr, batch_size=args.batch_size)
         losses: list[float] = []
         tuned = fit_tail(
             view_maps[keep],
@@ -161,13 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(row), flush=True)
         results.append(row)
+        report["results"] = results  # after each variant: a lease that ends mid-run keeps what finished
+        (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
         state = tail_state_dict(model, stages)
         if args.half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        torch.save(state, args.out / f"tail_{items}_{stages}.pt")  # the tuned tensors only (files come back <16 MB)
+        # the tuned tensors only (with --half, files come back under the lease's 16 MB)
+        torch.save(state, args.out / f"tail_{variant.replace(':', '_')}.pt")
         del view_maps, catalog_maps, query_maps, model
-    report["results"] = results
-    (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return 0
 
 

@@ -8,7 +8,7 @@ import torch
 
 from bbox.box import BoundingBox
 from bbox.model import giou_loss, heat_targets
-from bbox.netio import CropNetSpec, decode, letterbox
+from bbox.netio import CropNetSpec, decode, decode_peaks, letterbox
 from bbox.predict import BoxPrediction, BoxPredictor, build_net, checkpoint_bytes
 from bbox.synth import PhotoSimulator
 from bbox.train import BoxTrainSettings, CachedFeatures, box_iou, extract_features, fit, split_rows, synthesise
@@ -46,6 +46,35 @@ def test_decode_reads_the_box_at_the_peak() -> None:
     decoded, confidence = decode(heat, boxes)
     np.testing.assert_allclose(decoded[0], [0.4, 0.1, 0.8, 0.5], atol=1e-6)
     assert confidence[0] == pytest.approx(1 / (1 + np.exp(-4.0)), rel=1e-5)
+
+
+def two_peak_grid(second_logit: float) -> tuple[np.ndarray, np.ndarray]:
+    """An 8x8 grid with a peak at (1, 1) whose cells say box A and one at (6, 6) (height ``second_logit``)
+    whose cells say box B."""
+    heat = np.full((1, 1, 8, 8), -8.0, np.float32)
+    boxes = np.zeros((1, 4, 8, 8), np.float32)
+    heat[0, 0, 1, 1], heat[0, 0, 1, 2] = 4.0, 3.5  # a peak and a cell that agrees with it
+    boxes[0, :, 1, 1], boxes[0, :, 1, 2] = [0.1, 0.1, 0.3, 0.3], [0.1, 0.1, 0.3, 0.3]
+    heat[0, 0, 6, 6] = second_logit
+    boxes[0, :, 6, 6] = [0.7, 0.7, 0.9, 0.9]
+    return heat, boxes
+
+
+def test_two_distant_peaks_are_two_boxes_never_one_between_them() -> None:
+    heat, boxes = two_peak_grid(3.0)  # heights 0.98 and 0.95: both "agree" with the top over the whole map
+    decoded, confidence = decode(heat, boxes)
+    np.testing.assert_allclose(decoded[0], [0.1, 0.1, 0.3, 0.3], atol=1e-6)  # not pulled towards box B
+    peaks = decode_peaks(heat, boxes, ratio=0.5, limit=3)[0]
+    assert len(peaks) == 2, "the agreeing neighbour cell is the same peak, not a third"
+    np.testing.assert_allclose(peaks[1][0], [0.7, 0.7, 0.9, 0.9], atol=1e-6)
+    assert peaks[0][1] == pytest.approx(confidence[0]) and peaks[1][1] < peaks[0][1]
+
+
+def test_a_low_second_peak_is_not_an_alternative() -> None:
+    heat, boxes = two_peak_grid(-1.0)  # height 0.27 against 0.98: below half the top
+    assert len(decode_peaks(heat, boxes, ratio=0.5)[0]) == 1
+    assert len(decode_peaks(heat, boxes, ratio=0.2)[0]) == 2
+    assert len(decode_peaks(heat, boxes, ratio=0.2, limit=1)[0]) == 1
 
 
 @pytest.fixture(scope="module")

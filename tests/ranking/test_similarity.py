@@ -132,3 +132,41 @@ def test_a_checkpoint_loads_through_its_numpy_cache_without_torch(tmp_path) -> N
     second = SimilarityReranker.load(path, tmp_path / "cache")
     assert np.array_equal(first.score(query, candidates), second.score(query, candidates))
     assert second.signature == {"image_size": 96}
+
+
+def attribute_state(input_dim: int = 32) -> dict:
+    """Heads for one 2-valued attribute read off dimension 0 (strongly), so its agreement is easy to predict."""
+    weight = np.zeros((2, input_dim), np.float32)
+    weight[0, 0], weight[1, 0] = -40.0, 40.0
+    return {"names": ["strap"], "values": [["leather", "bracelet"]], "weights": [weight], "biases": [np.zeros(2)]}
+
+
+def test_attribute_heads_travel_in_the_checkpoint_and_the_npz_cache_and_weigh_in_the_score(tmp_path) -> None:
+    net = random_net(seed=7)
+    meta = {"raw_weight": 0.6, "attribute_weight": 0.5}
+    path = tmp_path / "model.pt"
+    torch.save(to_checkpoint(net, meta, attribute_state()), path)
+    plain = SimilarityReranker.from_checkpoint(to_checkpoint(net, {"raw_weight": 0.6}))
+    first = SimilarityReranker.load(path, tmp_path / "cache")
+    assert first.attributes is not None and first.attribute_weight == 0.5
+    assert first.fingerprint != plain.fingerprint, "the heads are part of what a result cites"
+    cached = SimilarityReranker.load(path, tmp_path / "cache")  # through the .npz this time
+    assert cached.attributes is not None and cached.attributes.names == ["strap"]
+
+    query, candidates = unit_rows(1, 32, 3)[0], unit_rows(40, 32, 4)
+    np.testing.assert_array_equal(first.score(query, candidates), cached.score(query, candidates))
+    bracelet = 1 / (1 + np.exp(-80 * candidates[:, 0])), 1 / (1 + np.exp(-80 * query[0]))  # softmax of (-40x, 40x)
+    agreement = bracelet[0] * bracelet[1] + (1 - bracelet[0]) * (1 - bracelet[1])
+    expected = 0.5 * plain.score(query, candidates) + 0.5 * agreement
+    np.testing.assert_allclose(first.score(query, candidates), expected, atol=1e-5)
+    same_strap = np.sign(candidates[:, 0]) == np.sign(query[0])
+    top = np.argsort(-first.score(query, candidates))[:5]
+    assert same_strap[top].all() and not same_strap.all(), "the shared strap lifts candidates above the others"
+
+
+def test_attribute_heads_for_other_vectors_are_refused() -> None:
+    from ranking.attributes import AttributeHeads
+
+    heads = AttributeHeads.from_state(attribute_state(input_dim=16))
+    with pytest.raises(ValueError, match="16-d vectors"):
+        SimilarityReranker(np.zeros((8, 32), np.float32), "x", attributes=heads, attribute_weight=0.5)

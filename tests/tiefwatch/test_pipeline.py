@@ -109,14 +109,67 @@ def test_extra_crop_scales_cut_the_box_again_and_average_the_vectors() -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (100, 120, 3), dtype=np.uint8) for _ in range(2)]
     pipeline = _pipeline(0.9, **{"search.extra_crop_scales": "[0.5, 1.5]"})
-    pipeline.cropper = ListedCropper([0.9, 0.1])  # the second photo falls back to the whole image
-    crops, owners, framings = pipeline.query_crops(images)
-    assert owners.tolist() == [0, 1, 0, 0] and not framings[1].cropped
-    assert [c.shape[0] for c in crops[2:]] == [23, 70]  # 20 and 60 px: half and 1.5 times the 40-px box, + 8 % a side
+    pipeline.cropper = ListedCropper([0.9, 0.1])  # the second photo falls back to the whole image, box kept to try
+    cut = pipeline.query_crops(images)
+    crops, owners = cut.crops, cut.owners
+    assert cut.photo_of.tolist() == [0, 1, 1] and not cut.candidates[1].cropped and cut.candidates[2].cropped
+    assert owners.tolist() == [0, 1, 2, 0, 0, 2, 2]  # the whole photo has nothing to rescale
+    assert [c.shape[0] for c in crops[3:5]] == [23, 70]  # half and 1.5 times the 40-px box, + 8 % a side
     vectors, _ = pipeline.embed_queries(images)
     separate = pipeline.embedder.embed(crops)
-    expected = separate[[0, 2, 3]].sum(0)
+    expected = separate[[0, 3, 4]].sum(0)
     np.testing.assert_allclose(vectors[0], expected / np.linalg.norm(expected), atol=1e-5)
     np.testing.assert_allclose(vectors[1], separate[1], atol=1e-5)
     plain, _ = _pipeline(0.9, **{"search.extra_crop_scales": "[]"}).embed_queries(images[:1])
     np.testing.assert_allclose(plain[0], separate[0], atol=1e-5)  # no extra scales: the crop's own vector
+
+
+class TwoPeakCropper(FixedCropper):
+    """Unsure between two boxes: the first peak at (10, 20, 50, 40), another at (60, 50, 100, 90)."""
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
+        other = ((BoundingBox(60, 50, 100, 90), self.confidence * 0.8),)
+        return [BoxPrediction(BoundingBox(10, 20, 50, 40), self.confidence, other) for _ in images]
+
+
+def test_several_heat_peaks_are_each_cut_as_candidates() -> None:
+    image = np.random.default_rng(1).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    pipeline = _pipeline(0.9, **{"search.extra_crop_scales": "[1.5]"})
+    pipeline.cropper = TwoPeakCropper(0.9)
+    cut = pipeline.query_crops([image])
+    assert [f.box for f in cut.candidates] == [BoundingBox(10, 20, 50, 40), BoundingBox(60, 50, 100, 90)]
+    assert cut.photo_of.tolist() == [0, 0] and cut.owners.tolist() == [0, 1, 0, 1]
+    vectors, framings = pipeline.embed_queries([image])
+    assert len(vectors) == 1 and framings[0].box == BoundingBox(10, 20, 50, 40)  # no catalogue: the first peak
+    catalogue_cut, _ = pipeline.frame([image], catalogue=True)
+    assert len(catalogue_cut) == 1  # a catalogue photo is framed once: nothing to check its peaks against
+
+
+def test_an_unsure_query_tries_the_whole_photo_and_every_box() -> None:
+    image = np.random.default_rng(1).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    pipeline = _pipeline(0.1, **{"search.extra_crop_scales": "[]"})  # 0.1: below the fallback threshold
+    pipeline.cropper = TwoPeakCropper(0.1)
+    cut = pipeline.query_crops([image])
+    assert [f.box for f in cut.candidates] == [None, BoundingBox(10, 20, 50, 40), BoundingBox(60, 50, 100, 90)]
+    assert cut.crops[0] is image and "low crop confidence" in cut.candidates[0].note
+
+
+def test_the_search_keeps_the_peak_whose_crop_matches_the_catalogue(monkeypatch) -> None:
+    from tiefwatch.search import Searcher
+
+    image = np.random.default_rng(2).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    pipeline = _pipeline(0.9, **{"search.extra_crop_scales": "[]"})
+    pipeline.cropper = TwoPeakCropper(0.9)
+    catalogue = pipeline.embed_query_candidates([image])[0][1:2]  # the catalogue holds what the second peak shows
+
+    class OneItemIndex:
+        def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            scores = vectors @ catalogue.T
+            return scores[:, :k], np.zeros_like(scores[:, :k], dtype=np.int64)
+
+    searcher = Searcher.__new__(Searcher)  # the choice needs only the pipeline and the index
+    searcher.pipeline, searcher.index = pipeline, OneItemIndex()
+    vectors, framings = searcher.embed_queries([image, image])
+    assert [f.box for f in framings] == [BoundingBox(60, 50, 100, 90)] * 2
+    assert "kept crop 2 of 2 heat peaks" in framings[0].note
+    np.testing.assert_allclose(vectors[0], catalogue[0], atol=1e-6)

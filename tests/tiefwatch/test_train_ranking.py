@@ -101,3 +101,47 @@ def test_packaged_model_serves_a_fresh_workspace_only_where_it_fits(
     checkpoint["meta"]["signature"] = {**checkpoint["meta"]["signature"], "image_size": 999}
     torch.save(checkpoint, packaged)
     assert Searcher(fresh, config).reranker is None, "a packaged model for other vectors is left out, no error"
+
+
+def test_attribute_labels_add_heads_that_search_uses(drawn_workspace, tmp_path: Path) -> None:
+    import torch
+
+    from ranking.rerank import SimilarityReranker
+
+    workspace, csv_path, catalog = drawn_workspace
+    attributes_csv = catalog[0][0].parent / "attributes.csv"  # make_catalog writes file + one column per attribute
+    model = tmp_path / "with-attributes.pt"
+    summary = train_triplets(csv_path, workspace, epochs=2, verbose=False, out=model, attributes=attributes_csv)
+    report = summary.attributes
+    assert report is not None and report["labelled"] == 40
+    assert set(report["attributes"]) >= {"shape", "case_colour", "strap_kind"}
+    assert report["weight"] in workspace.load_config().train_triplets.attribute_weights
+    checkpoint = torch.load(model, map_location="cpu", weights_only=True)
+    assert checkpoint["meta"]["attribute_weight"] == report["weight"]
+    reranker = SimilarityReranker.load(model)
+    assert reranker.attributes is not None and reranker.attribute_weight == report["weight"]
+    from tiefwatch.models import load_reranker
+
+    own = workspace.load_config(overrides=[f"rerank.model={model}"])
+    assert load_reranker(own, workspace).attribute_weight == report["weight"]  # -1: the model's own share
+    chosen = own.merged(overrides=["rerank.attribute_weight=0.25"])
+    assert load_reranker(chosen, workspace).attribute_weight == 0.25  # a shop's choice at search time
+    # the heads learned the drawn watches' shapes: they name most of them right
+    from tiefwatch.index import CatalogIndex
+
+    index = CatalogIndex.load(workspace.index_path, workspace.load_config())
+    predicted = reranker.attributes.predict(index.vectors)
+    truth = {path.name: attrs.shape for path, attrs in catalog}
+    hits = [p["shape"][0] == truth[Path(e.path).name] for p, e in zip(predicted, index.entries, strict=True)]
+    assert np.mean(hits) > 0.8
+
+
+def test_an_attribute_file_naming_a_photo_outside_the_index_fails_before_training(
+    drawn_workspace, tmp_path: Path
+) -> None:
+    workspace, csv_path, _ = drawn_workspace
+    bad = tmp_path / "attributes.csv"
+    bad.write_text("file,shape\nnot-there.png,round\n")
+    with pytest.raises(ValueError, match="row 2: not-there.png is not in the index"):
+        train_triplets(csv_path, workspace, verbose=False, out=tmp_path / "never.pt", attributes=bad)
+    assert not (tmp_path / "never.pt").exists()

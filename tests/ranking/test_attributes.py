@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ranking.attributes import AttributeHeads, choose_attribute_blend, fit_attribute_heads, top_agreement
+
+SHAPES = ["round", "square", "tonneau"]
+STRAPS = ["leather", "bracelet"]
+
+
+def labelled_vectors(count: int, seed: int, noise: float = 0.3) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Vectors whose first dimensions encode a shape (3 values) and a strap (2 values), the rest noise."""
+    rng = np.random.default_rng(seed)
+    shapes = rng.integers(0, 3, count)
+    straps = rng.integers(0, 2, count)
+    vectors = rng.normal(0, noise, (count, 32)).astype(np.float32)
+    vectors[np.arange(count), shapes] += 1.0
+    vectors[:, 3] += np.where(straps == 1, 1.0, -1.0)
+    return vectors, {"shape": [SHAPES[s] for s in shapes], "strap": [STRAPS[s] for s in straps]}
+
+
+def test_heads_predict_unseen_vectors_and_their_dot_product_is_the_expected_shared_share() -> None:
+    train_x, train_labels = labelled_vectors(120, seed=0)
+    test_x, test_labels = labelled_vectors(60, seed=1)
+    heads = fit_attribute_heads(train_x, train_labels)
+    assert heads.names == ["shape", "strap"] and heads.values == [sorted(SHAPES), sorted(STRAPS)]
+    predicted = heads.predict(test_x)
+    for name in ("shape", "strap"):
+        hits = [p[name][0] == truth for p, truth in zip(predicted, test_labels[name], strict=True)]
+        assert np.mean(hits) > 0.9, name
+
+    probabilities = heads.probabilities(test_x[:2])
+    expected = np.mean([p[0] @ p[1] for p in probabilities])  # chance the two share each attribute, averaged
+    embedded = heads.embed(test_x[:2])
+    assert embedded.shape == (2, heads.width) == (2, 5)
+    assert embedded[0] @ embedded[1] == pytest.approx(expected, abs=1e-6)
+    assert 0.0 <= embedded[0] @ embedded[1] <= 1.0
+
+
+def test_a_two_valued_attribute_gets_both_softmax_rows_and_unlabelled_cells_are_skipped() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    x, labels = labelled_vectors(80, seed=2)
+    straps: list[str | None] = list(labels["strap"])
+    straps[:10] = [None] * 10  # nobody said
+    heads = fit_attribute_heads(x, {"strap": straps, "colour": ["black"] * 80})  # one value: nothing to learn
+    assert heads.names == ["strap"]
+    reference = LogisticRegression(C=30.0, max_iter=3000).fit(_unit(x[10:]), straps[10:])
+    np.testing.assert_allclose(heads.probabilities(x)[0], reference.predict_proba(_unit(x)), atol=1e-5)
+    with pytest.raises(ValueError, match="two or more"):
+        fit_attribute_heads(x, {"colour": ["black"] * 80})
+    with pytest.raises(ValueError, match="79 labels for 80"):
+        fit_attribute_heads(x, {"strap": straps[:79]})
+
+
+def test_state_round_trip_and_mismatched_state_is_refused() -> None:
+    x, labels = labelled_vectors(60, seed=3)
+    heads = fit_attribute_heads(x, labels)
+    again = AttributeHeads.from_state(heads.to_state())
+    np.testing.assert_array_equal(again.embed(x), heads.embed(x))
+    state = heads.to_state()
+    state["biases"][0] = state["biases"][0][:2]
+    with pytest.raises(ValueError, match="shape has 3 values"):
+        AttributeHeads.from_state(state)
+
+
+def test_top_agreement_counts_shared_labels_of_the_five_nearest() -> None:
+    labels = {"shape": ["round"] * 6 + ["square"] * 6, "strap": ["leather", None] * 6}
+    embedded = np.eye(12, dtype=np.float32)
+    embedded[:6, 0] = embedded[6:, 6] = 1.0  # two groups of six: each row's five nearest are its own group
+    # within a group every shape agrees; a strap agrees only between two labelled "leather" rows (3 per group)
+    queries = np.array([0, 1])
+    agreement = top_agreement(embedded / np.linalg.norm(embedded, axis=1, keepdims=True), queries, labels)
+    assert agreement == pytest.approx(np.mean([(5 + 2) / 10, (5 + 0) / 10]))
+
+
+def test_cross_validation_gives_attributes_weight_where_the_base_score_misses_them() -> None:
+    x, labels = labelled_vectors(150, seed=4, noise=0.6)
+    rng = np.random.default_rng(5)
+
+    def base(vectors: np.ndarray) -> np.ndarray:  # a score that looks only at the noise dimensions
+        noise = vectors[:, 4:] + rng.normal(0, 0.01, vectors[:, 4:].shape)
+        return (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype(np.float32)
+
+    choice = choose_attribute_blend(x, labels, base, cs=(1.0, 10.0), weights=(0.0, 0.5), folds=3)
+    assert choice.weight == 0.5
+    assert set(choice.agreement) == {"c=1,weight=0", "c=1,weight=0.5", "c=10,weight=0", "c=10,weight=0.5"}
+    assert choice.agreement[f"c={choice.c:g},weight=0.5"] > choice.agreement["c=1,weight=0"] + 0.2
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
