@@ -160,12 +160,14 @@ def choose_attribute_blend(
     weights: Sequence[float] = (0.0, 0.2, 0.35, 0.5),
     folds: int = 5,
     seed: int = 0,
+    on_fit: Callable[[int], None] | None = None,
 ) -> AttributeBlendChoice:
     """The regularisation and blend weight whose re-ranking score gives the best top-5 attribute agreement for
     labelled watches whose labels the heads did not see (``folds``-fold, gallery: all labelled watches).
 
     ``base_embed`` is the score without attributes (raw and learned cosine, ``SimilarityReranker.embed``).
-    Ties go to the smaller weight: attributes must earn their share.
+    Ties go to the smaller weight: attributes must earn their share. ``on_fit(1)`` is called after each of the
+    ``len(cs) * folds`` fits (a progress bar's advance).
     """
     count = len(vectors)
     folds = max(2, min(folds, count))
@@ -179,6 +181,8 @@ def choose_attribute_blend(
             fit_rows = np.setdiff1d(order, part)
             heads = fit_attribute_heads(vectors[fit_rows], {k: [v[i] for i in fit_rows] for k, v in labels.items()}, c)
             attribute_part = heads.embed(vectors)
+            if on_fit is not None:
+                on_fit(1)
             for w in weights:
                 blended = np.hstack([np.sqrt(1 - w) * base, np.sqrt(w) * attribute_part]) if w else base
                 per_weight[w].append(top_agreement(blended, part, labels) * len(part))

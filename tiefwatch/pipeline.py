@@ -189,19 +189,16 @@ class Pipeline:
         scales = [float(s) for s in self.config.search.extra_crop_scales if float(s) > 0]
         candidates: list[Framing] = []
         photo_of: list[int] = []
+        crops: list[np.ndarray] = []
         for number, framing in enumerate(framings):
             candidates.append(framing)
             photo_of.append(number)
+            crops.append(first_crops[number])
             for box, confidence in framing.alternatives:
                 candidates.append(Framing(box, confidence, "another heat peak of the crop network"))
                 photo_of.append(number)
-        crops, owners = [], []
-        first_of_photo = {number: index for index, number in reversed(list(enumerate(photo_of)))}
-        for index, (number, framing) in enumerate(zip(photo_of, candidates, strict=True)):
-            crops.append(
-                first_crops[number] if first_of_photo[number] == index else self._square(images[number], framing.box)
-            )
-            owners.append(index)
+                crops.append(self._square(images[number], box))
+        owners = list(range(len(candidates)))
         for index, (number, framing) in enumerate(zip(photo_of, candidates, strict=True)):
             if framing.box is None:
                 continue  # the whole photo (crop off or unsure) has nothing to rescale

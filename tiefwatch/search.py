@@ -120,11 +120,12 @@ class Searcher:
             pick = int(mine[np.argmax(best_match[mine])])
             chosen.append(pick)
             if len(mine) > 1:
-                framing, first = cut.candidates[pick], cut.candidates[mine[0]]
-                tried = f"{len(mine) - 1} heat peaks" if first.box is None else f"{len(mine)} heat peaks"
-                kept = "the whole photo" if framing.box is None else f"crop {pick - mine[0] + 1}"
-                note = f"kept {kept} of {tried}{' and the whole photo' if first.box is None else ''}"
-                cut.candidates[pick] = Framing(framing.box, framing.confidence, f"{note}, by closest catalogue match")
+                framing, whole_first = cut.candidates[pick], cut.candidates[mine[0]].box is None
+                peaks = len(mine) - whole_first  # an unsure photo's first candidate is the whole photo
+                among = f"the whole photo and {peaks} heat peaks" if whole_first else f"{peaks} heat peaks"
+                kept = "the whole photo" if framing.box is None else f"heat peak {pick - mine[0] + (not whole_first)}"
+                note = f"kept {kept} among {among}, by closest catalogue match"
+                cut.candidates[pick] = Framing(framing.box, framing.confidence, note)
         return vectors[chosen], [cut.candidates[i] for i in chosen]
 
     def search_images(self, images: Sequence[np.ndarray], names: Sequence[str], k: int) -> list[QueryResult]:

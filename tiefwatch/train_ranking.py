@@ -17,12 +17,13 @@ import torch
 
 from ranking.attributes import choose_attribute_blend, fit_attribute_heads
 from ranking.rerank import SimilarityReranker
+from ranking.settings import TripletTrainSettings
 from ranking.similarity import SimilarityNet, from_checkpoint, to_checkpoint
 from ranking.triplet_training import TripletEpochReport, fit_triplets, split_by_anchor
-from tiefwatch.attribute_labels import index_row, read_attribute_labels
+from tiefwatch.attribute_labels import AttributeLabels, index_row, read_attribute_labels
 from tiefwatch.config import Config
 from tiefwatch.index import CatalogIndex
-from tiefwatch.progress import stderr_console
+from tiefwatch.progress import progress_bar, stderr_console
 from tiefwatch.storage import torch_save_atomic
 from tiefwatch.triplets import read_triplets
 from tiefwatch.workspace import Workspace
@@ -165,21 +166,25 @@ def train_triplets(
 
 
 def _attribute_heads(
-    net: SimilarityNet, vectors: np.ndarray, labelled: Any, settings: Any, verbose: bool
+    net: SimilarityNet, vectors: np.ndarray, labelled: AttributeLabels, settings: TripletTrainSettings, verbose: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Attribute heads on the labelled photos' index vectors, their regularisation and weight in the score chosen
     by cross-validated top-5 attribute agreement (the trained projection's cosine blend as the rest of it)."""
     base = SimilarityReranker.from_net(net)
     base.raw_weight = settings.raw_weight
     labelled_vectors = vectors[labelled.rows]
-    choice = choose_attribute_blend(
-        labelled_vectors,
-        labelled.labels,
-        base.embed_cosines,
-        cs=settings.attribute_cs,
-        weights=settings.attribute_weights,
-        seed=settings.seed,
-    )
+    folds = 5
+    with progress_bar("Attribute heads", total=len(settings.attribute_cs) * folds, enabled=verbose) as advance:
+        choice = choose_attribute_blend(
+            labelled_vectors,
+            labelled.labels,
+            base.embed_cosines,
+            cs=settings.attribute_cs,
+            weights=settings.attribute_weights,
+            folds=folds,
+            seed=settings.seed,
+            on_fit=advance,
+        )
     heads = fit_attribute_heads(labelled_vectors, labelled.labels, choice.c)
     report = {
         "labelled": len(labelled.rows),

@@ -83,8 +83,9 @@ def test_cross_validation_gives_attributes_weight_where_the_base_score_misses_th
         noise = vectors[:, 4:] + rng.normal(0, 0.01, vectors[:, 4:].shape)
         return (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype(np.float32)
 
-    choice = choose_attribute_blend(x, labels, base, cs=(1.0, 10.0), weights=(0.0, 0.5), folds=3)
-    assert choice.weight == 0.5
+    fits: list[int] = []
+    choice = choose_attribute_blend(x, labels, base, cs=(1.0, 10.0), weights=(0.0, 0.5), folds=3, on_fit=fits.append)
+    assert choice.weight == 0.5 and len(fits) == 2 * 3  # each C on each fold: what a progress bar counts
     assert set(choice.agreement) == {"c=1,weight=0", "c=1,weight=0.5", "c=10,weight=0", "c=10,weight=0.5"}
     assert choice.agreement[f"c={choice.c:g},weight=0.5"] > choice.agreement["c=1,weight=0"] + 0.2
 

@@ -171,5 +171,8 @@ def test_the_search_keeps_the_peak_whose_crop_matches_the_catalogue(monkeypatch)
     searcher.pipeline, searcher.index = pipeline, OneItemIndex()
     vectors, framings = searcher.embed_queries([image, image])
     assert [f.box for f in framings] == [BoundingBox(60, 50, 100, 90)] * 2
-    assert "kept crop 2 of 2 heat peaks" in framings[0].note
+    assert framings[0].note == "kept heat peak 2 among 2 heat peaks, by closest catalogue match"
     np.testing.assert_allclose(vectors[0], catalogue[0], atol=1e-6)
+    pipeline.cropper = TwoPeakCropper(0.1)  # unsure: the whole photo is a candidate too, and loses here
+    _, framings = searcher.embed_queries([image])
+    assert framings[0].note == "kept heat peak 2 among the whole photo and 2 heat peaks, by closest catalogue match"
