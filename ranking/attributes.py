@@ -14,7 +14,7 @@ regularisation and the blend weight by cross-validation over the labelled watche
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,10 +133,32 @@ class AttributeBlendChoice:
     c: float
     weight: float
     folds: int
-    agreement: dict[str, float] = field(default_factory=dict)  # "c=..,weight=.." -> mean top-5 agreement
+    scores: dict[tuple[float, float], float] = field(default_factory=dict)  # (c, weight) -> mean top-5 agreement
+
+    @property
+    def agreement(self) -> dict[str, float]:
+        return {f"c={c:g},weight={w:g}": round(v, 4) for (c, w), v in sorted(self.scores.items())}
+
+    def best_c(self, weight: float) -> float:
+        """The regularisation that did best at this weight."""
+        return max((c for c, w in self.scores if w == weight), key=lambda c: (round(self.scores[(c, weight)], 6), -c))
+
+    def within(self, weights: Collection[float]) -> AttributeBlendChoice:
+        """The best choice among these weights only (e.g. those that keep the exact watch first)."""
+        kept = {key: v for key, v in self.scores.items() if key[1] in set(weights)}
+        if not kept:
+            raise ValueError(f"none of the weights {sorted(weights)} was cross-validated")
+        c, w = _best(kept)
+        return AttributeBlendChoice(c, w, self.folds, self.scores)
 
     def as_dict(self) -> dict[str, Any]:
         return {"c": self.c, "weight": self.weight, "folds": self.folds, "agreement": self.agreement}
+
+
+def _best(scores: Mapping[tuple[float, float], float]) -> tuple[float, float]:
+    """Highest agreement; ties go to the smaller weight, then the stronger regularisation: attributes must earn
+    their share."""
+    return max(scores, key=lambda key: (round(scores[key], 6), -key[1], -key[0]))
 
 
 def top_agreement(embedded: np.ndarray, queries: np.ndarray, labels: Mapping[str, Sequence[str | None]]) -> float:
@@ -188,7 +210,5 @@ def choose_attribute_blend(
                 per_weight[w].append(top_agreement(blended, part, labels) * len(part))
         for w in weights:
             results[(c, w)] = float(sum(per_weight[w]) / count)
-    best_c, best_w = max(results, key=lambda key: (round(results[key], 6), -key[1], -key[0]))
-    return AttributeBlendChoice(
-        best_c, best_w, folds, {f"c={c:g},weight={w:g}": round(v, 4) for (c, w), v in sorted(results.items())}
-    )
+    best_c, best_w = _best(results)
+    return AttributeBlendChoice(best_c, best_w, folds, results)

@@ -86,6 +86,12 @@ class SimilarityReranker:
 
         return cls(net.projection.weight.detach().cpu().float().numpy(), fingerprint(net))
 
+    def with_attributes(self, attributes: AttributeHeads | None, weight: float) -> SimilarityReranker:
+        """The same projection and raw share with these heads at this share (a candidate blend to try)."""
+        return SimilarityReranker(
+            self._projection_t.T, self.fingerprint, self.signature, self.raw_weight, attributes, weight
+        )
+
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SimilarityReranker:
         from ranking.similarity import attribute_state, from_checkpoint

@@ -29,6 +29,14 @@ class AttributeLabels:
     labels: dict[str, list[str | None]]
     duplicates: int = 0
 
+    def without(self, rows: np.ndarray) -> AttributeLabels:
+        """These labels less those of the given index rows (a held-out part of the catalogue)."""
+        keep = ~np.isin(self.rows, rows)
+        kept = np.flatnonzero(keep)
+        return AttributeLabels(
+            self.rows[keep], {name: [column[i] for i in kept] for name, column in self.labels.items()}, self.duplicates
+        )
+
 
 def index_row(path: str, row_of: dict[str, int], root: Path) -> int | None:
     """The index row of a photo named relative to the catalogue root or absolutely inside it, else None."""

@@ -183,12 +183,20 @@ def cmd_train_bbox(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tiefwatch.evaluation import is_holdout
     from tiefwatch.train_ranking import train_triplets
 
+    config = _config(args, workspace)
+    exclude: set[str] = set()
+    if args.holdout:
+        from tiefwatch.index import CatalogIndex
+
+        index = CatalogIndex.load(workspace.index_path, config)
+        exclude = {Path(e.path).name for e in index.entries if is_holdout(Path(e.path).name, args.holdout)}
     summary = train_triplets(
         args.triplets,
         workspace=workspace,
-        config=_config(args, workspace),
+        config=config,
         epochs=args.epochs,
         resume=args.resume,
         out=args.out,
@@ -196,6 +204,7 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
         fine_tune=args.fine_tune,
         views=args.views,
         attributes=args.attributes,
+        exclude=exclude,
     )
     attributes = summary.attributes
     _emit(
@@ -204,7 +213,9 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
         f"similarity model saved to {summary.model}: held-out triplet accuracy {summary.val_accuracy:.3f} "
         f"(raw backbone {summary.backbone_val_accuracy:.3f}), margin {summary.margin}, "
         f"{summary.train_triplets} train / {summary.val_triplets} held-out triplets "
-        f"({summary.duplicates} duplicates ignored), {summary.seconds:.0f}s"
+        f"({summary.duplicates} duplicates ignored"
+        + (f", {summary.held_out_skipped} naming a held-out photo skipped" if summary.held_out_skipped else "")
+        + f"), {summary.seconds:.0f}s"
         + (
             f"; attribute heads from {attributes['labelled']} labelled photos, weight {attributes['weight']:g}"
             if attributes
@@ -425,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--attributes", type=Path,
         help="CSV with a `file` column and one column per attribute (shape, colours...): adds attribute heads",
+    )  # fmt: skip
+    p.add_argument(
+        "--holdout", type=float, default=0.0,
+        help="keep this stable fraction of the catalogue out (triplets and labels naming it skipped, never shot)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, help="write the model here instead of the workspace")
     p.add_argument("--format", choices=["text", "json"], default="text")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ class TripletTrainSummary:
     epochs: list[TripletEpochReport]
     seconds: float
     attributes: dict[str, Any] | None = None  # with --attributes: labelled photos and the cross-validated blend
+    held_out_skipped: int = 0  # triplets naming an excluded photo (--holdout)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ def train_triplets(
     fine_tune: bool = False,
     views: int | None = None,
     attributes: str | Path | None = None,
+    exclude: Collection[str] = frozenset(),
 ) -> TripletTrainSummary:
     """Train the re-ranking network on the workspace index's vectors and save it beside the index.
 
@@ -90,7 +93,12 @@ def train_triplets(
     ``tiefwatch train``) instead of a fresh one; the held-out triplets decide whether the result is kept better.
 
     ``attributes`` (an attribute CSV, ``tiefwatch.attribute_labels``) adds attribute heads to the model; how
-    strongly they count in the score is cross-validated over the labelled photos (``ranking.attributes``).
+    strongly they count in the score is cross-validated over the labelled photos (``ranking.attributes``), among the
+    shares that keep the exact watch first for photo-like shots of other catalogue watches (``IdentityCheck``).
+
+    ``exclude`` names catalogue photos (file names) kept out of the training data: triplets and labels naming one
+    are skipped and counted, and no shot is taken of one (a benchmark's query watches). They stay in the index,
+    so they can still be a FAISS candidate or the look-alike of another watch's identity triplet.
     """
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
@@ -98,6 +106,13 @@ def train_triplets(
     index = CatalogIndex.load(workspace.index_path, config)
     rows, duplicates = triplet_rows(Path(csv_path), index)
     labelled = read_attribute_labels(attributes, index) if attributes is not None else None  # fail before training
+    held_out = np.array([i for i, e in enumerate(index.entries) if Path(e.path).name in exclude], np.int64)
+    kept = ~np.isin(rows, held_out).any(axis=1)
+    rows, skipped = rows[kept], int((~kept).sum())
+    if not len(rows):
+        raise ValueError(f"{csv_path}: every triplet names a photo that is held out")
+    if labelled is not None:
+        labelled = labelled.without(held_out)
     settings = copy.deepcopy(config.train_triplets)  # the flags below must not change the caller's config
     if epochs is not None:
         settings.epochs = epochs
@@ -145,7 +160,21 @@ def train_triplets(
     }
     heads_state, attribute_report = None, None
     if labelled is not None:
-        heads_state, attribute_report = _attribute_heads(net, index.vectors, labelled, settings, verbose)
+        identity = None
+        if settings.identity_views > 0:
+            pool = np.setdiff1d(np.arange(len(index)), held_out)
+            busy = np.union1d(rows.ravel(), labelled.rows)
+            identity = IdentityCheck.shoot(
+                index,
+                _query_pipeline(config, workspace),
+                pool,
+                busy,
+                settings.identity_views,
+                config.rerank.top_k,
+                settings.seed + 1,
+                verbose,
+            )
+        heads_state, attribute_report = _attribute_heads(net, index.vectors, labelled, settings, identity, verbose)
         meta |= {"attribute_weight": attribute_report["weight"], "attribute_training": attribute_report}
     torch_save_atomic(to_checkpoint(net, meta, heads_state), model_path)
     config.save(model_path.with_suffix(".config.yaml"))
@@ -162,14 +191,21 @@ def train_triplets(
         reports,
         time.perf_counter() - started,
         attribute_report,
+        skipped,
     )
 
 
 def _attribute_heads(
-    net: SimilarityNet, vectors: np.ndarray, labelled: AttributeLabels, settings: TripletTrainSettings, verbose: bool
+    net: SimilarityNet,
+    vectors: np.ndarray,
+    labelled: AttributeLabels,
+    settings: TripletTrainSettings,
+    identity: IdentityCheck | None,
+    verbose: bool,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Attribute heads on the labelled photos' index vectors, their regularisation and weight in the score chosen
-    by cross-validated top-5 attribute agreement (the trained projection's cosine blend as the rest of it)."""
+    by cross-validated top-5 attribute agreement (the trained projection's cosine blend as the rest of it), among
+    the weights that keep the exact watch first (``identity``)."""
     base = SimilarityReranker.from_net(net)
     base.raw_weight = settings.raw_weight
     labelled_vectors = vectors[labelled.rows]
@@ -185,22 +221,106 @@ def _attribute_heads(
             seed=settings.seed,
             on_fit=advance,
         )
+    identity_report: dict[str, Any] = {}
+    if identity is not None and len(identity.owners):
+        recall = {0.0: identity.recall(base.score, vectors)}
+        for weight in sorted({w for w in settings.attribute_weights if w > 0}):
+            heads = fit_attribute_heads(labelled_vectors, labelled.labels, choice.best_c(weight))
+            recall[weight] = identity.recall(base.with_attributes(heads, weight).score, vectors)
+        kept = [
+            w
+            for w, at in recall.items()
+            if all(at[k] >= recall[0.0][k] - settings.identity_tolerance - 1e-9 for k in IdentityCheck.KS)
+        ]
+        choice = choice.within(kept)
+        identity_report = {
+            "identity_views": len(identity.owners),
+            "identity_tolerance": settings.identity_tolerance,
+            **{
+                f"identity_recall_at_{k}": {f"{w:g}": round(at[k], 4) for w, at in recall.items()}
+                for k in IdentityCheck.KS
+            },
+        }
     heads = fit_attribute_heads(labelled_vectors, labelled.labels, choice.c)
     report = {
         "labelled": len(labelled.rows),
         "duplicates": labelled.duplicates,
         "attributes": heads.names,
         **choice.as_dict(),
+        **identity_report,
     }
     if verbose:
-        without = choice.agreement.get(f"c={choice.c:g},weight=0", float("nan"))
-        chosen = choice.agreement[f"c={choice.c:g},weight={choice.weight:g}"]
+        without = choice.scores.get((choice.c, 0.0), float("nan"))
+        chosen = choice.scores[(choice.c, choice.weight)]
+        guard = ""
+        if identity_report:
+            recalls = ", ".join(
+                f"{w} {r:.3f} / {identity_report['identity_recall_at_10'][w]:.3f}"
+                for w, r in identity_report["identity_recall_at_1"].items()
+            )
+            guard = f"; recall@1 / @10 of {identity_report['identity_views']} photo-like shots at weight {recalls}"
         stderr_console.print(
             f"attributes: {len(labelled.rows)} labelled photos, {len(heads.names)} attributes; weight "
             f"{choice.weight:g} (C {choice.c:g}) by {choice.folds}-fold top-5 agreement {chosen:.3f} "
-            f"(without attributes {without:.3f})"
+            f"(without attributes {without:.3f}){guard}"
         )
     return heads.to_state(), report
+
+
+@dataclass
+class IdentityCheck:
+    """Photo-like shots of catalogue watches with their FAISS candidates: does a re-ranking score keep each shot's
+    own catalogue photo first, and in the first ten? The attribute heads' share is chosen only among those that do."""
+
+    KS: ClassVar[tuple[int, ...]] = (1, 10)  # first, and on the first page of results
+
+    vectors: np.ndarray  # (n, D) the shots, embedded as queries are
+    owners: np.ndarray  # (n,) each shot's catalogue row
+    candidates: np.ndarray  # (n, K) FAISS candidates, -1 padded
+
+    @classmethod
+    def shoot(
+        cls,
+        index: CatalogIndex,
+        pipeline: Any,
+        pool: np.ndarray,
+        busy: np.ndarray,
+        count: int,
+        top_k: int,
+        seed: int,
+        show_progress: bool = True,
+    ) -> IdentityCheck:
+        """``count`` watches drawn from ``pool``, avoiding ``busy`` rows (anchors, labelled) while others remain."""
+        rng = np.random.default_rng(seed)
+        free = np.setdiff1d(pool, busy)
+        source = free if len(free) else np.asarray(pool, np.int64)
+        rows = np.sort(rng.choice(source, size=min(count, len(source)), replace=False))
+        vectors, owners = simulated_view_vectors(index, rows, 1, pipeline, seed, show_progress)
+        _, candidates = index.search(vectors, top_k)
+        return cls(vectors, owners, candidates)
+
+    def recall(self, score: Callable[[np.ndarray, np.ndarray], np.ndarray], catalog: np.ndarray) -> dict[int, float]:
+        """Share of shots whose own catalogue row is among the first k of their candidates by ``score``, per k in
+        ``KS``: first, and on the first page of results."""
+        hits = dict.fromkeys(self.KS, 0)
+        for vector, owner, rows in zip(self.vectors, self.owners, self.candidates, strict=True):
+            rows = rows[rows >= 0]
+            if not len(rows):
+                continue
+            ranked = rows[np.argsort(-np.asarray(score(vector, catalog[rows])), kind="stable")]  # as a search does
+            place = np.flatnonzero(ranked == owner)
+            for k in self.KS:
+                hits[k] += bool(len(place)) and int(place[0]) < k
+        return {k: hits[k] / max(len(self.owners), 1) for k in self.KS}
+
+
+def _query_pipeline(config: Config, workspace: Workspace) -> Any:
+    """Crop and embed as ``tiefwatch search`` does, for simulated photos."""
+    from tiefwatch.models import load_cropper
+    from tiefwatch.pipeline import Pipeline
+
+    cropper = load_cropper(config, workspace) if config.crop.enabled else None
+    return Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
 
 
 def with_photo_anchors(
@@ -209,11 +329,8 @@ def with_photo_anchors(
     """Index vectors with simulated photos of the training anchors appended, and the training triplets with
     (photo, near, far) copies and (photo, own catalogue photo, look-alike) identity triplets added."""
     from ranking.triplet_training import hard_negative_triplets
-    from tiefwatch.models import load_cropper
-    from tiefwatch.pipeline import Pipeline
 
-    cropper = load_cropper(config, workspace) if config.crop.enabled else None
-    pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
+    pipeline = _query_pipeline(config, workspace)
     anchors = np.unique(train[:, 0])
     view_vecs, owners = simulated_view_vectors(index, anchors, views, pipeline, config.seed, show_progress)
     offset = len(index)

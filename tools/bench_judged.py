@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             views=args.views,
             fine_tune=bool(invariance),
             attributes=attributes_csv,
+            exclude={Path(entry.path).name for entry in index.entries if half_of(entry.path) == "B"},
         )
     finally:
         if invariance:
@@ -310,7 +311,22 @@ def _attribute_note(attributes: dict | None) -> str:
     return (
         f" Attribute heads (`train-triplets --attributes`) from half A's {attributes['labelled']} labelled watches;"
         f" their share of the score, {attributes['weight']:g} (C {attributes['c']:g}), was chosen by"
-        f" {attributes['folds']}-fold cross-validated top-5 agreement among those watches alone."
+        f" {attributes['folds']}-fold cross-validated top-5 agreement among those watches alone"
+        + _identity_note(attributes)
+        + "."
+    )
+
+
+def _identity_note(attributes: dict) -> str:
+    """How the exact-watch check (train-triplets' IdentityCheck) bounded the share, when it ran."""
+    first, page = attributes.get("identity_recall_at_1"), attributes.get("identity_recall_at_10")
+    if not first or not page:
+        return " (the exact-watch check off)"
+    shares = ", ".join(f"{w} {r:.3f} / {page[w]:.3f}" for w, r in first.items())
+    return (
+        f", among the shares that keep the exact watch first and in the first ten: recall@1 / @10 of"
+        f" {attributes['identity_views']} photo-like shots of other half-A watches, re-ranked, at share {shares};"
+        f" a share more than {attributes['identity_tolerance']:g} below share 0 in either is left out"
     )
 
 

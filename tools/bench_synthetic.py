@@ -74,7 +74,7 @@ def measure(root: Path, size: int, args: argparse.Namespace) -> list[str]:
         if args.attributes:  # the same triplets plus half A's attribute labels (train-triplets --attributes)
             labelled = train_triplets(
                 train_csv, workspace, config, verbose=False, out=workspace.models_dir / "with-attributes.pt",
-                attributes=attributes_csv,
+                attributes=attributes_csv, exclude={name for name, _ in half_b},  # B is never shot either
             )  # fmt: skip
             heads = accuracies(index, SimilarityReranker.load(labelled.model), test)[1]
             with_heads = f"{heads:.3f} (weight {labelled.attributes['weight']:g})"

@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ranking.attributes import AttributeHeads, choose_attribute_blend, fit_attribute_heads, top_agreement
+from ranking.attributes import (
+    AttributeBlendChoice,
+    AttributeHeads,
+    choose_attribute_blend,
+    fit_attribute_heads,
+    top_agreement,
+)
 
 SHAPES = ["round", "square", "tonneau"]
 STRAPS = ["leather", "bracelet"]
@@ -88,6 +94,19 @@ def test_cross_validation_gives_attributes_weight_where_the_base_score_misses_th
     assert choice.weight == 0.5 and len(fits) == 2 * 3  # each C on each fold: what a progress bar counts
     assert set(choice.agreement) == {"c=1,weight=0", "c=1,weight=0.5", "c=10,weight=0", "c=10,weight=0.5"}
     assert choice.agreement[f"c={choice.c:g},weight=0.5"] > choice.agreement["c=1,weight=0"] + 0.2
+
+
+def test_a_blend_choice_can_be_narrowed_to_the_weights_that_keep_the_exact_watch_first() -> None:
+    scores = {(1.0, 0.0): 0.60, (10.0, 0.0): 0.60, (1.0, 0.2): 0.70, (10.0, 0.2): 0.72}
+    scores |= {(1.0, 0.5): 0.80, (10.0, 0.5): 0.75}
+    choice = AttributeBlendChoice(1.0, 0.5, 5, scores)
+    assert choice.best_c(0.2) == 10.0 and choice.best_c(0.5) == 1.0
+    narrowed = choice.within([0.0, 0.2])
+    assert (narrowed.c, narrowed.weight) == (10.0, 0.2)
+    assert narrowed.agreement == choice.agreement  # every candidate's score is still reported
+    assert choice.within([0.0]).weight == 0.0 and choice.within([0.0]).c == 1.0  # a tie: the smaller C, more regular
+    with pytest.raises(ValueError, match="cross-validated"):
+        choice.within([0.35])
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

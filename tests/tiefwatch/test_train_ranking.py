@@ -115,7 +115,14 @@ def test_attribute_labels_add_heads_that_search_uses(drawn_workspace, tmp_path: 
     report = summary.attributes
     assert report is not None and report["labelled"] == 40
     assert set(report["attributes"]) >= {"shape", "case_colour", "strap_kind"}
-    assert report["weight"] in workspace.load_config().train_triplets.attribute_weights
+    settings = workspace.load_config().train_triplets
+    assert report["weight"] in settings.attribute_weights
+    # the share was checked on photo-like shots (every watch is labelled here, so all 40 are shot)
+    assert report["identity_views"] == 40
+    for k in (1, 10):
+        recall = report[f"identity_recall_at_{k}"]
+        assert set(recall) == {f"{w:g}" for w in settings.attribute_weights}
+        assert recall[f"{report['weight']:g}"] >= recall["0"] - settings.identity_tolerance
     checkpoint = torch.load(model, map_location="cpu", weights_only=True)
     assert checkpoint["meta"]["attribute_weight"] == report["weight"]
     reranker = SimilarityReranker.load(model)
@@ -145,3 +152,61 @@ def test_an_attribute_file_naming_a_photo_outside_the_index_fails_before_trainin
     with pytest.raises(ValueError, match="row 2: not-there.png is not in the index"):
         train_triplets(csv_path, workspace, verbose=False, out=tmp_path / "never.pt", attributes=bad)
     assert not (tmp_path / "never.pt").exists()
+
+
+@pytest.mark.parametrize("costs", [1, 10])
+def test_a_share_that_costs_the_exact_watch_its_place_is_not_chosen(
+    drawn_workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, costs: int
+) -> None:
+    from tiefwatch.train_ranking import IdentityCheck
+
+    workspace, csv_path, catalog = drawn_workspace
+    attributes_csv = catalog[0][0].parent / "attributes.csv"
+
+    # the attribute share as the check sees it: each 0.1 of it costs 1 shot in 20 its first place or first page
+    def recall(self: IdentityCheck, score, catalog: np.ndarray) -> dict[int, float]:
+        return {k: 1 - score.__self__.attribute_weight / 2 if k == costs else 1.0 for k in (1, 10)}
+
+    monkeypatch.setattr(IdentityCheck, "recall", recall)
+    config = workspace.load_config(overrides=["train_triplets.attribute_weights=[0.0, 0.5]"])
+    off = config.merged(overrides=["train_triplets.identity_views=0"])  # the check off: agreement alone decides
+    unguarded = train_triplets(
+        csv_path, workspace, off, epochs=2, verbose=False, out=tmp_path / "u.pt", attributes=attributes_csv
+    )
+    assert unguarded.attributes["weight"] == 0.5 and "identity_recall_at_1" not in unguarded.attributes
+    guarded = train_triplets(
+        csv_path, workspace, config, epochs=2, verbose=False, out=tmp_path / "g.pt", attributes=attributes_csv
+    )
+    assert guarded.attributes[f"identity_recall_at_{costs}"] == {"0": 1.0, "0.5": 0.75}
+    assert guarded.attributes[f"identity_recall_at_{11 - costs}"] == {"0": 1.0, "0.5": 1.0}
+    assert guarded.attributes["weight"] == 0.0
+
+
+def test_identity_check_counts_shots_whose_own_photo_comes_first_and_on_the_first_page() -> None:
+    from tiefwatch.train_ranking import IdentityCheck
+
+    catalog = np.eye(12, dtype=np.float32)
+    shots = np.zeros((3, 12), np.float32)
+    shots[0, [0, 1]] = [1.0, 0.2]  # its own photo (0) first
+    shots[1, 1], shots[1, 2:12] = 0.5, 1.0  # its own photo (1) behind ten closer ones
+    shots[2, [2, 3]] = [1.0, 0.9]  # its own photo (3) second
+    candidates = np.tile(np.arange(12), (3, 1))
+    candidates[2, 11] = -1  # fewer candidates than asked for
+    check = IdentityCheck(shots, np.array([0, 1, 3]), candidates)
+    assert check.recall(lambda q, c: c @ q, catalog) == {1: pytest.approx(1 / 3), 10: pytest.approx(2 / 3)}
+    assert check.recall(lambda q, c: -(c @ q), catalog)[1] == 0.0
+
+
+def test_held_out_photos_are_kept_out_of_triplets_labels_and_shots(drawn_workspace, tmp_path: Path) -> None:
+    workspace, csv_path, catalog = drawn_workspace
+    held_out = {path.name for path, _ in catalog[:10]}
+    naming = sum(
+        bool(held_out & set(line.split(","))) for line in sorted(set(csv_path.read_text().splitlines()[1:]))
+    )  # distinct rows: the fixture repeats one
+    summary = train_triplets(
+        csv_path, workspace, epochs=1, verbose=False, out=tmp_path / "h.pt",
+        attributes=catalog[0][0].parent / "attributes.csv", exclude=held_out,
+    )  # fmt: skip
+    assert 0 < summary.held_out_skipped == naming and summary.triplets == 600 - naming
+    assert summary.attributes["labelled"] == 30
+    assert summary.attributes["identity_views"] == 30  # the other 30 watches are shot, the held-out 10 never
