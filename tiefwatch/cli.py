@@ -182,17 +182,22 @@ def cmd_train_bbox(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
-def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
+def _held_out_names(fraction: float, workspace: Workspace, config: Config) -> set[str]:
+    """File names of the indexed photos in the catalogue's stable held-out ``fraction`` (``--holdout``)."""
+    if not fraction:
+        return set()
     from tiefwatch.evaluation import is_holdout
+    from tiefwatch.index import CatalogIndex
+
+    index = CatalogIndex.load(workspace.index_path, config)
+    return {Path(e.path).name for e in index.entries if is_holdout(Path(e.path).name, fraction)}
+
+
+def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
     from tiefwatch.train_ranking import train_triplets
 
     config = _config(args, workspace)
-    exclude: set[str] = set()
-    if args.holdout:
-        from tiefwatch.index import CatalogIndex
-
-        index = CatalogIndex.load(workspace.index_path, config)
-        exclude = {Path(e.path).name for e in index.entries if is_holdout(Path(e.path).name, args.holdout)}
+    exclude = _held_out_names(args.holdout, workspace, config)
     summary = train_triplets(
         args.triplets,
         workspace=workspace,
@@ -228,16 +233,10 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
-    from tiefwatch.evaluation import is_holdout
     from tiefwatch.train_ranking import train_invariance
 
     config = _config(args, workspace)
-    exclude: set[str] = set()
-    if args.holdout:
-        from tiefwatch.index import CatalogIndex
-
-        index = CatalogIndex.load(workspace.index_path, config)
-        exclude = {Path(e.path).name for e in index.entries if is_holdout(Path(e.path).name, args.holdout)}
+    exclude = _held_out_names(args.holdout, workspace, config)
     if args.tail_stages:
         return _train_tail(args, workspace, config, exclude)
     summary = train_invariance(

@@ -113,6 +113,8 @@ def train_triplets(
         raise ValueError(f"{csv_path}: every triplet names a photo that is held out")
     if labelled is not None:
         labelled = labelled.without(held_out)
+        if not len(labelled.rows):
+            raise ValueError(f"{attributes}: every labelled photo is held out")
     settings = copy.deepcopy(config.train_triplets)  # the flags below must not change the caller's config
     if epochs is not None:
         settings.epochs = epochs

@@ -74,3 +74,27 @@ def test_config_save_keeps_overrides_for_later_commands(tmp_path: Path, capsys: 
     assert code == 0 and "saved to" in err
     code, out, _ = _run(capsys, "-w", str(tmp_path), "config")
     assert code == 0 and "weights: imagenet" in out
+
+
+def test_train_triplets_holdout_skips_triplets_naming_the_held_out_fifth(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from itertools import permutations
+
+    from tiefwatch.evaluation import is_holdout
+
+    ws = str(tmp_path / "ws")
+    sets = [arg for item in [*fast_overrides, "crop.enabled=false"] for arg in ("--set", item)]
+    assert _run(capsys, "-w", ws, *sets, "index", str(catalog_dir))[0] == 0
+    names = [f"w{i}.png" for i in range(5)]
+    triplets = list(permutations(names, 3))
+    (tmp_path / "t.csv").write_text("anchor,near,far\n" + "".join(f"{a},{n},{f}\n" for a, n, f in triplets))
+    held = {name for name in names if is_holdout(name, 0.5)}
+    assert 0 < len(held) <= 2  # the stable split leaves three photos to make triplets of
+    code, out, _ = _run(
+        capsys, "-w", ws, "train-triplets", str(tmp_path / "t.csv"), "--epochs", "1", "--holdout", "0.5",
+        "--out", str(tmp_path / "m.pt"), "--format", "json",
+    )  # fmt: skip
+    summary = json.loads(out)
+    expected = sum(bool(held & set(t)) for t in triplets)
+    assert code == 0 and summary["held_out_skipped"] == expected and summary["triplets"] == len(triplets) - expected
