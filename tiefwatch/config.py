@@ -135,6 +135,11 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def changes(self) -> dict[str, Any]:
+        """Only the settings that differ from the defaults, nested as ``to_dict``: what a workspace keeps as its
+        own, so that a later release's defaults still reach every setting it never chose."""
+        return _difference(self.to_dict(), Config().to_dict())
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Config:
         """Defaults updated by ``data``; unknown keys are an error, not silently ignored."""
@@ -169,6 +174,18 @@ class Config:
             "gem_p": b.gem_p if b.pooling == "gem" else None,
             "light_norm": b.light_norm,
         }
+
+
+def _difference(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            if nested := _difference(value, default):
+                out[key] = nested
+        elif value != default:
+            out[key] = value
+    return out
 
 
 def parse_override(item: str) -> dict[str, Any]:

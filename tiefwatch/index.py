@@ -32,6 +32,9 @@ from tiefwatch.workspace import Workspace
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# What an index's vectors and its search structure depend on: ``index`` records these in the workspace's settings,
+# so later searches embed as it did; a one-off ``--set`` on anything else does not stick.
+INDEX_SECTIONS = ("backbone", "embed", "index", "crop")
 
 
 class CatalogIndexError(RuntimeError):
@@ -387,7 +390,7 @@ def index_catalog(
             log.warning("previous index not reused: %s", error)
     cropper = load_cropper(config, workspace) if config.crop.enabled else None
     pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
-    workspace.save_config(config)
+    workspace.save_config(config, sections=INDEX_SECTIONS)
     index, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress)
     if config.rerank.enabled:
         # Loading the similarity model leaves its numpy form in the workspace cache (as building the pipeline

@@ -145,7 +145,7 @@ def train_backbone_tail(
     tuned_config.save(weights_path.with_suffix(".config.yaml"))
     moved = None
     if out is None:
-        workspace.save_config(tuned_config)
+        workspace.save_config(tuned_config, sections=("backbone",))  # the workspace now embeds with the tuned tail
         stale = workspace.similarity_model_path
         if stale.exists():  # trained on the old vectors: kept, but out of the way of searches
             target = stale.with_name("similarity.before-tail.pt")

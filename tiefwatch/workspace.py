@@ -7,9 +7,13 @@ catalogues are several workspaces.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
+import yaml
+
 from tiefwatch.config import Config, read_yaml
+from tiefwatch.storage import write_text_atomic
 
 DEFAULT_WORKSPACE = ".tiefwatch"
 ENV_VAR = "TIEFWATCH_WORKSPACE"
@@ -54,5 +58,14 @@ class Workspace:
         data = read_yaml(config_file) if config_file else None
         return config.merged(data, overrides)
 
-    def save_config(self, config: Config) -> None:
-        config.save(self.config_path)
+    def save_config(self, config: Config, sections: Collection[str] | None = None) -> None:
+        """Keep ``config`` as the workspace's own settings, written as its differences from the defaults.
+
+        ``sections``: take only these top-level sections from ``config`` and keep the rest as saved, so that a
+        one-off ``--set`` given to a command that must record what it built on (``index`` records the backbone,
+        crop and index settings its vectors depend on) does not stick to the workspace's other settings.
+        """
+        if sections is not None:
+            chosen = config.to_dict()
+            config = Config.from_dict(self.load_config().to_dict() | {name: chosen[name] for name in sections})
+        write_text_atomic(self.config_path, yaml.safe_dump(config.changes(), sort_keys=False))

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tiefwatch.cli import main
 
@@ -45,7 +46,10 @@ def test_index_then_search_json_contract(
 def test_search_csv_and_table(tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], capsys) -> None:
     ws = str(tmp_path / "ws")
     sets = [arg for item in fast_overrides for arg in ("--set", item)]
-    assert _run(capsys, "-w", ws, *sets, "index", str(catalog_dir))[0] == 0
+    assert _run(capsys, "-w", ws, *sets, "--set", "rerank.top_k=7", "index", str(catalog_dir))[0] == 0
+    saved = yaml.safe_load((tmp_path / "ws" / "config.yaml").read_text())
+    # what the vectors depend on sticks, written as changes from the defaults; a one-off --set elsewhere does not
+    assert saved["backbone"] == {"image_size": 96} and saved["index"] == {"views": 0} and "rerank" not in saved
     code, out, _ = _run(capsys, "-w", ws, "search", str(catalog_dir / "w1.png"), "-k", "2", "--format", "csv")
     lines = out.strip().splitlines()
     assert code == 0 and lines[0] == "query,rank,path,score" and len(lines) == 3

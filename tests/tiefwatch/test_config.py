@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tiefwatch.config import Config, ConfigError, parse_override
+from tiefwatch.config import Config, ConfigError, parse_override, read_yaml
 from tiefwatch.workspace import Workspace
 
 
@@ -35,6 +35,18 @@ def test_workspace_layers_defaults_file_and_flags(tmp_path: Path, monkeypatch: p
     assert (config.search.k, config.rerank.top_k) == (4, 20)
     monkeypatch.setenv("TIEFWATCH_WORKSPACE", str(tmp_path / "env"))
     assert Workspace().root == tmp_path / "env"
+
+
+def test_workspace_keeps_its_own_settings_not_the_defaults(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path / "ws")
+    workspace.save_config(Config().merged(overrides=["search.k=3", "backbone.weights=imagenet"]))
+    assert read_yaml(workspace.config_path) == {"backbone": {"weights": "imagenet"}, "search": {"k": 3}}
+    assert workspace.load_config().rerank.top_k == Config().rerank.top_k  # a later release's default reaches it
+    one_off = Config().merged(overrides=["search.k=9", "backbone.weights=photo", "crop.pad=0.2"])
+    workspace.save_config(one_off, sections=("backbone", "crop"))  # as `index` records what its vectors need
+    config = workspace.load_config()
+    assert (config.search.k, config.backbone.weights, config.crop.pad) == (3, "photo", 0.2)
+    assert read_yaml(workspace.config_path) == {"crop": {"pad": 0.2}, "search": {"k": 3}}
 
 
 def test_bad_yaml_is_a_one_line_error(tmp_path: Path) -> None:
