@@ -225,6 +225,9 @@ def _attribute_heads(
         )
     identity_report: dict[str, Any] = {}
     if identity is not None and len(identity.owners):
+        faiss_order = copy.copy(base)  # the raw cosine alone: what a search without re-ranking returns
+        faiss_order.raw_weight = 1.0
+        unranked = identity.recall(faiss_order.score, vectors)
         recall = {0.0: identity.recall(base.score, vectors)}
         for weight in sorted({w for w in settings.attribute_weights if w > 0}):
             heads = fit_attribute_heads(labelled_vectors, labelled.labels, choice.best_c(weight))
@@ -238,6 +241,8 @@ def _attribute_heads(
         identity_report = {
             "identity_views": len(identity.owners),
             "identity_tolerance": settings.identity_tolerance,
+            # the shares are checked against share 0; what the learned projection itself costs is shown beside
+            "identity_recall_faiss_order": {f"at_{k}": round(unranked[k], 4) for k in IdentityCheck.KS},
             **{
                 f"identity_recall_at_{k}": {f"{w:g}": round(at[k], 4) for w, at in recall.items()}
                 for k in IdentityCheck.KS
@@ -260,7 +265,11 @@ def _attribute_heads(
                 f"{w} {r:.3f} / {identity_report['identity_recall_at_10'][w]:.3f}"
                 for w, r in identity_report["identity_recall_at_1"].items()
             )
-            guard = f"; recall@1 / @10 of {identity_report['identity_views']} photo-like shots at weight {recalls}"
+            faiss = identity_report["identity_recall_faiss_order"]
+            guard = (
+                f"; recall@1 / @10 of {identity_report['identity_views']} photo-like shots at weight {recalls} "
+                f"(FAISS order {faiss['at_1']:.3f} / {faiss['at_10']:.3f})"
+            )
         stderr_console.print(
             f"attributes: {len(labelled.rows)} labelled photos, {len(heads.names)} attributes; weight "
             f"{choice.weight:g} (C {choice.c:g}) by {choice.folds}-fold top-5 agreement {chosen:.3f} "

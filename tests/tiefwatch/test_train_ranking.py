@@ -123,6 +123,7 @@ def test_attribute_labels_add_heads_that_search_uses(drawn_workspace, tmp_path: 
         recall = report[f"identity_recall_at_{k}"]
         assert set(recall) == {f"{w:g}" for w in settings.attribute_weights}
         assert recall[f"{report['weight']:g}"] >= recall["0"] - settings.identity_tolerance
+        assert 0 < report["identity_recall_faiss_order"][f"at_{k}"] <= 1  # beside it, the search without re-ranking
     checkpoint = torch.load(model, map_location="cpu", weights_only=True)
     assert checkpoint["meta"]["attribute_weight"] == report["weight"]
     reranker = SimilarityReranker.load(model)
@@ -180,6 +181,7 @@ def test_a_share_that_costs_the_exact_watch_its_place_is_not_chosen(
     assert guarded.attributes[f"identity_recall_at_{costs}"] == {"0": 1.0, "0.5": 0.75}
     assert guarded.attributes[f"identity_recall_at_{11 - costs}"] == {"0": 1.0, "0.5": 1.0}
     assert guarded.attributes["weight"] == 0.0
+    assert guarded.attributes["identity_recall_faiss_order"] == {"at_1": 1.0, "at_10": 1.0}  # raw cosine, no share
 
 
 def test_identity_check_counts_shots_whose_own_photo_comes_first_and_on_the_first_page() -> None:
