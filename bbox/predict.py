@@ -124,6 +124,35 @@ class BoxPredictor:
             out[number] = BoxPrediction(moved.clip(w, h), first[number].confidence, first[number].alternatives)
         return out
 
+    def look_closer(
+        self, images: Sequence[np.ndarray], predictions: Sequence[BoxPrediction], below: float, window: float = 0.6
+    ) -> list[BoxPrediction]:
+        """A second look where the first was unsure (confidence below ``below``): the photo again as five
+        overlapping windows (corners and centre, ``window`` of its sides each), so a watch a few pixels tall in
+        the letterboxed photo is seen nearly twice as large. A window's peak that is surer than the first look
+        becomes the box; the first box and the other windows' peaks stay as alternatives (``closer_look``)."""
+        out = list(predictions)
+        unsure = [number for number, p in enumerate(predictions) if p.confidence < below]
+        if not unsure:
+            return out
+        placed, crops = [], []
+        for number in unsure:
+            h, w = images[number].shape[:2]
+            for region in zoom_windows(w, h, window):
+                placed.append((number, region))
+                crops.append(region.crop(images[number]))
+        seen: dict[int, list[tuple[BoundingBox, float]]] = {number: [] for number in unsure}
+        for (number, region), found in zip(placed, self._predict_once(crops), strict=True):
+            h, w = images[number].shape[:2]
+            for box, confidence in ((found.box, found.confidence), *found.alternatives):
+                moved = BoundingBox(box.x0 + region.x0, box.y0 + region.y0, box.x1 + region.x0, box.y1 + region.y0)
+                seen[number].append((moved.clip(w, h), confidence))
+        ratio = self.alternatives_ratio
+        limit = self.max_alternatives if ratio > 0 else 0
+        for number in unsure:
+            out[number] = closer_look(predictions[number], seen[number], ratio, limit)
+        return out
+
     def _predict_once(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
         out: list[BoxPrediction] = []
         size = self.spec.input_size
@@ -139,6 +168,33 @@ class BoxPredictor:
                 placed = [(_to_image(box, size, scale, offset, w, h), heat_) for box, heat_ in found]
                 out.append(BoxPrediction(placed[0][0], placed[0][1], tuple(placed[1:])))
         return out
+
+
+def zoom_windows(w: int, h: int, window: float) -> list[BoundingBox]:
+    """Four corner windows and a centre one, each ``window`` of the photo's width and height, in its pixels."""
+    tw, th = max(1, round(w * window)), max(1, round(h * window))
+    corners = [(0, 0), (w - tw, 0), (0, h - th), (w - tw, h - th), ((w - tw) // 2, (h - th) // 2)]
+    return [BoundingBox(float(x), float(y), float(x + tw), float(y + th)) for x, y in corners]
+
+
+def closer_look(
+    first: BoxPrediction, found: Sequence[tuple[BoundingBox, float]], ratio: float, limit: int, same: float = 0.5
+) -> BoxPrediction:
+    """Merge a second look's peaks (``found``, in photo pixels) into the first prediction: the surest peak wins
+    where it is surer than the first; alternatives are the other peaks at least ``ratio`` as sure, then the first
+    box and its own alternatives, without near-duplicates (IoU above ``same``), at most ``limit`` of them."""
+    ranked = sorted(found, key=lambda item: -item[1])
+    if not ranked or ranked[0][1] <= first.confidence:
+        return first
+    best_box, best = ranked[0]
+    pool = [(b, c) for b, c in ranked[1:] if c >= ratio * best] + [(first.box, first.confidence), *first.alternatives]
+    kept: list[tuple[BoundingBox, float]] = []
+    for box, confidence in pool:
+        if len(kept) >= limit:
+            break
+        if all(box.iou(other) <= same for other, _ in [(best_box, best), *kept]):
+            kept.append((box, confidence))
+    return BoxPrediction(best_box, best, tuple(kept))
 
 
 def _to_image(box: np.ndarray, size: int, scale: float, offset: tuple[int, int], w: int, h: int) -> BoundingBox:

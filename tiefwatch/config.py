@@ -115,6 +115,12 @@ class SearchConfig:
     # a few percent too tight or loose then matters less. Each costs one embedding per query: recall@1 0.807 ->
     # 0.830 (benchmarks.md, retrieval-adapted) for about twice the query time (50 -> 100 ms warm); [] = fastest.
     extra_crop_scales: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    # A query photo the crop network is less sure of than this (by default where it would give up on its box,
+    # crop.min_confidence) is looked at again as five zoomed windows (corners and centre, ``zoom_window`` of its
+    # sides each): a watch a few pixels tall is seen nearly twice as large, and the first box stays a candidate
+    # (0: never). 1-6 % of photos, by crop model; catalogue photos never. 0.35 measured worse (benchmarks.md).
+    zoom_below: float = 0.15
+    zoom_window: float = 0.6
 
 
 @dataclass

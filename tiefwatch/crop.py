@@ -81,6 +81,9 @@ def crop_images(
             results.append(CropResult(str(path), None, None, None, error=str(error)))
             continue
         prediction = cropper.predict([image])[0]
+        search = config.search
+        if search.zoom_below > 0:  # as a search frames a query photo
+            prediction = cropper.look_closer([image], [prediction], search.zoom_below, search.zoom_window)[0]
         h, w = image.shape[:2]
         crop_path = overlay_path = None
         if out is not None:

@@ -147,6 +147,8 @@ class Pipeline:
                     crops[number], framings[number] = framed
         pending = [number for number, crop in enumerate(crops) if crop is None]
         predictions = self.cropper.predict([images[number] for number in pending]) if pending else []
+        if not catalogue:
+            predictions = self.look_closer([images[number] for number in pending], predictions)
         threshold = self.config.crop.min_confidence
         for number, prediction in zip(pending, predictions, strict=True):
             image = images[number]
@@ -166,6 +168,14 @@ class Pipeline:
             crops[number] = self._square(image, prediction.box)
             framings[number] = Framing(prediction.box, prediction.confidence, "", others)
         return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
+
+    def look_closer(self, images: Sequence[np.ndarray], predictions: list[BoxPrediction]) -> list[BoxPrediction]:
+        """The crop network's second look at unsure query photos (``search.zoom_below``), where the cropper offers one
+        (``BoxPredictor.look_closer``). Never for catalogue photos, so the index does not depend on it."""
+        closer = getattr(self.cropper, "look_closer", None)
+        if self.config.search.zoom_below <= 0 or closer is None or not predictions:
+            return predictions
+        return closer(images, predictions, self.config.search.zoom_below, self.config.search.zoom_window)
 
     def frame_without_model(self, image: np.ndarray) -> tuple[np.ndarray, Framing] | None:
         """A catalogue photo's framing where no network is needed (crop off, or its product cut-out), else None.

@@ -176,3 +176,33 @@ def test_the_search_keeps_the_peak_whose_crop_matches_the_catalogue(monkeypatch)
     pipeline.cropper = TwoPeakCropper(0.1)  # unsure: the whole photo is a candidate too, and loses here
     _, framings = searcher.embed_queries([image])
     assert framings[0].note == "kept heat peak 2 among the whole photo and 2 heat peaks, by closest catalogue match"
+
+
+class ZoomingCropper(FixedCropper):
+    """Unsure at first; its second look finds the watch elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__(0.1)
+        self.closer: list[float] = []
+
+    def look_closer(
+        self, images: Sequence[np.ndarray], predictions: list[BoxPrediction], below: float, window: float
+    ) -> list[BoxPrediction]:
+        self.closer.append(below)
+        return [BoxPrediction(BoundingBox(60, 60, 90, 90), 0.9, ((p.box, p.confidence),)) for p in predictions]
+
+
+def test_unsure_query_photos_get_a_second_look_and_catalogue_photos_never() -> None:
+    image = np.zeros((100, 120, 3), np.uint8)
+    config = Config().merged(overrides=["crop.catalog_cutout=false"])  # catalogue photos through the model too
+    embedder = Embedder(image_size=64, engine="torch", device="cpu")
+    cropper = ZoomingCropper()
+    pipeline = Pipeline(config, embedder, cropper)
+    _, framings = pipeline.frame([image])
+    below = config.search.zoom_below
+    assert cropper.closer == [below] and framings[0].box == BoundingBox(60, 60, 90, 90)
+    assert framings[0].alternatives == ((BoundingBox(10, 20, 50, 40), 0.1),)  # the first look stays a candidate
+    _, framings = pipeline.frame([image], catalogue=True)
+    assert cropper.closer == [below] and not framings[0].cropped  # the index never depends on the second look
+    off = Pipeline(config.merged(overrides=["search.zoom_below=0"]), embedder, cropper)
+    assert not off.frame([image])[1][0].cropped and cropper.closer == [below]
