@@ -183,6 +183,7 @@ class Config:
 
 
 def _difference(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that differ from ``defaults``, recursing into sections; lists compare whole."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         default = defaults.get(key)

@@ -63,7 +63,7 @@ class Workspace:
 
         ``sections``: take only these top-level sections from ``config`` and keep the rest as saved, so that a
         one-off ``--set`` given to a command that must record what it built on (``index`` records the backbone,
-        crop and index settings its vectors depend on) does not stick to the workspace's other settings.
+        embed, index and crop settings its vectors depend on) does not stick to the workspace's other settings.
         """
         if sections is not None:
             chosen = config.to_dict()

@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bbox.predict import BoxPredictor  # noqa: E402
+from bbox.predict import BoxPrediction, BoxPredictor  # noqa: E402
 from tiefwatch.config import Config  # noqa: E402
 from tiefwatch.evaluation import is_holdout, simulate_queries  # noqa: E402
 from tiefwatch.images import list_images  # noqa: E402
@@ -31,7 +31,7 @@ def measure(predictor: BoxPredictor, samples: list, sheet: Path | None = None, c
     """``closer``: unsure photos get the second look a search gives them (``search.zoom_below``)."""
     search = Config().search
 
-    def predict(image):
+    def predict(image: np.ndarray) -> BoxPrediction:
         first = predictor.predict([image])
         return predictor.look_closer([image], first, search.zoom_below, search.zoom_window)[0] if closer else first[0]
 
