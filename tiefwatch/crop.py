@@ -27,6 +27,7 @@ from bbox.train import CachedFeatures, EpochReport, extract_features, fit, split
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, list_images, load_image, save_image
 from tiefwatch.models import load_cropper
+from tiefwatch.pipeline import second_look
 from tiefwatch.progress import progress_bar, stderr_console
 from tiefwatch.storage import torch_save_atomic, write_bytes_atomic
 from tiefwatch.workspace import Workspace
@@ -80,10 +81,7 @@ def crop_images(
         except ImageReadError as error:
             results.append(CropResult(str(path), None, None, None, error=str(error)))
             continue
-        prediction = cropper.predict([image])[0]
-        search = config.search
-        if search.zoom_below > 0:  # as a search frames a query photo
-            prediction = cropper.look_closer([image], [prediction], search.zoom_below, search.zoom_window)[0]
+        prediction = second_look(cropper, [image], cropper.predict([image]), config.search)[0]  # as a search does
         h, w = image.shape[:2]
         crop_path = overlay_path = None
         if out is not None:

@@ -19,7 +19,7 @@ from bbox.predict import BoxPrediction
 from bbox.synth import PhotoSimulator, product_box
 from ranking.backbone import weights_fingerprint
 from ranking.features import Embedder
-from tiefwatch.config import Config
+from tiefwatch.config import Config, SearchConfig
 from tiefwatch.views import photo_view_crops
 
 
@@ -148,7 +148,9 @@ class Pipeline:
         pending = [number for number, crop in enumerate(crops) if crop is None]
         predictions = self.cropper.predict([images[number] for number in pending]) if pending else []
         if not catalogue:
-            predictions = self.look_closer([images[number] for number in pending], predictions)
+            predictions = second_look(
+                self.cropper, [images[number] for number in pending], predictions, self.config.search
+            )
         threshold = self.config.crop.min_confidence
         for number, prediction in zip(pending, predictions, strict=True):
             image = images[number]
@@ -168,14 +170,6 @@ class Pipeline:
             crops[number] = self._square(image, prediction.box)
             framings[number] = Framing(prediction.box, prediction.confidence, "", others)
         return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
-
-    def look_closer(self, images: Sequence[np.ndarray], predictions: list[BoxPrediction]) -> list[BoxPrediction]:
-        """The crop network's second look at unsure query photos (``search.zoom_below``), where the cropper offers one
-        (``BoxPredictor.look_closer``). Never for catalogue photos, so the index does not depend on it."""
-        closer = getattr(self.cropper, "look_closer", None)
-        if self.config.search.zoom_below <= 0 or closer is None or not predictions:
-            return predictions
-        return closer(images, predictions, self.config.search.zoom_below, self.config.search.zoom_window)
 
     def frame_without_model(self, image: np.ndarray) -> tuple[np.ndarray, Framing] | None:
         """A catalogue photo's framing where no network is needed (crop off, or its product cut-out), else None.
@@ -240,6 +234,18 @@ class Pipeline:
     ) -> tuple[np.ndarray, list[Framing]]:
         crops, framings = self.frame(images, catalogue)
         return self.embedder.embed(crops, progress=progress), framings
+
+
+def second_look(
+    cropper: Cropper, images: Sequence[np.ndarray], predictions: list[BoxPrediction], search: SearchConfig
+) -> list[BoxPrediction]:
+    """The crop network's second look at unsure query photos (``search.zoom_below``), where the cropper offers one
+    (``BoxPredictor.look_closer``). For query photos only (searches, ``tiefwatch crop``): never for catalogue
+    photos, so the index does not depend on it."""
+    closer = getattr(cropper, "look_closer", None)
+    if search.zoom_below <= 0 or closer is None or not predictions:
+        return predictions
+    return closer(images, predictions, search.zoom_below, search.zoom_window)
 
 
 def mean_rows(vectors: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:

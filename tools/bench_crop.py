@@ -24,6 +24,7 @@ from bbox.predict import BoxPrediction, BoxPredictor  # noqa: E402
 from tiefwatch.config import Config  # noqa: E402
 from tiefwatch.evaluation import is_holdout, simulate_queries  # noqa: E402
 from tiefwatch.images import list_images  # noqa: E402
+from tiefwatch.pipeline import second_look  # noqa: E402
 from tools.benchdoc import machine_line, write_section  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def measure(predictor: BoxPredictor, samples: list, sheet: Path | None = None, c
 
     def predict(image: np.ndarray) -> BoxPrediction:
         first = predictor.predict([image])
-        return predictor.look_closer([image], first, search.zoom_below, search.zoom_window)[0] if closer else first[0]
+        return second_look(predictor, [image], first, search)[0] if closer else first[0]
 
     predict(samples[0].image)  # warm: ONNX session and caches
     started = time.perf_counter()
