@@ -203,3 +203,28 @@ class SimilarityReranker:
         with _single_blas_thread():
             embedded = self.embed(np.vstack([np.asarray(query, np.float32).reshape(1, -1), candidates]))
         return embedded[1:] @ embedded[0]
+
+
+def keep_nearest_order(scores: np.ndarray, keep_nearest: int, within: int) -> np.ndarray:
+    """Candidates, given nearest first as FAISS returns them, in order of ``scores`` (highest first), except that
+    the first ``keep_nearest`` of them all stay within the first ``within`` places.
+
+    Why: what people judge alike is not always the same watch, and a re-ranker trained on their judgement can push
+    the exact watch off the first page (benchmarks.md, retrieval sections). This keeps the backbone's nearest
+    matches on the page without touching its top: where some are missing, they take the last places of the page in
+    re-ranked order, and the re-ranked candidates they displace follow the page. With ``keep_nearest`` no more than
+    ``within - keep_nearest`` (5 within 10), the first ``within - keep_nearest`` places are the re-ranker's alone.
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    page = min(within, len(order))
+    keep = min(keep_nearest, page)
+    if keep <= 0:
+        return order
+    head = order[:page]
+    missing = order[page:][order[page:] < keep]  # nearest ones off the page, in re-ranked order
+    if not len(missing):
+        return order
+    others = np.flatnonzero(head >= keep)
+    displaced = head[others[len(others) - len(missing) :]]  # the page's last re-ranked picks make room
+    kept_head = head[~np.isin(head, displaced)]
+    return np.concatenate([kept_head, missing, displaced, order[page:][order[page:] >= keep]])

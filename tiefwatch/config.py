@@ -106,6 +106,12 @@ class RerankConfig:
     # negative: the share the model was trained with. Look-alikes by attribute against the exact watch first: in a
     # fresh workspace recall@1 0.81 at 0, 0.80 at 0.1, 0.74 at 0.5 (benchmarks.md, human-judged section).
     attribute_weight: float = -1.0
+    # The backbone's keep_nearest nearest catalogue photos stay within the first keep_within re-ranked results
+    # (ranking.rerank.keep_nearest_order): the exact watch is usually among them, and the re-ranker alone pushed it
+    # off the first page for 1-2 % of photo queries (benchmarks.md). 5 within 10 leaves the first five places to
+    # the re-ranker alone; 0 = plain re-ranked order.
+    keep_nearest: int = 5
+    keep_within: int = 10
 
 
 @dataclass

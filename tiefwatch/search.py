@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ranking.rerank import keep_nearest_order
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, load_image
 from tiefwatch.index import CatalogIndex, CatalogIndexError
@@ -31,14 +32,18 @@ class Hit:
     path: str
     score: float
     faiss_score: float
+    kept_nearest: bool = False  # placed on the page for being among the backbone's nearest, not for its score
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rank": self.rank,
             "path": self.path,
             "score": round(self.score, 6),
             "faiss_score": round(self.faiss_score, 6),
         }
+        if self.kept_nearest:
+            out["kept_nearest"] = True
+        return out
 
 
 @dataclass
@@ -136,13 +141,17 @@ class Searcher:
         for name, framing, vector, row_scores, row_ids in zip(names, framings, vectors, scores, rows, strict=True):
             valid = row_ids >= 0
             row_scores, row_ids = row_scores[valid], row_ids[valid]
-            final = row_scores
+            final, order, kept = row_scores, np.arange(len(row_ids)), set()
             if self.reranker is not None and len(row_ids):
                 final = self.reranker.score(vector, self.index.vectors[row_ids])
-            order = np.argsort(-final, kind="stable")[:k]
+                keep = self.config.rerank
+                order = keep_nearest_order(final, keep.keep_nearest, keep.keep_within)
+                plain = np.argsort(-final, kind="stable")
+                kept = set(order[: keep.keep_within].tolist()) - set(plain[: keep.keep_within].tolist())
+            paths = [str(self.index.path_of(int(row_ids[i]))) for i in order[:k]]
             hits = [
-                Hit(rank + 1, str(self.index.path_of(int(row_ids[i]))), float(final[i]), float(row_scores[i]))
-                for rank, i in enumerate(order)
+                Hit(rank + 1, path, float(final[i]), float(row_scores[i]), i in kept)
+                for rank, (i, path) in enumerate(zip(order[:k], paths, strict=True))
             ]
             results.append(QueryResult(name, framing, hits, reranked=self.reranker is not None))
         return results

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ranking.attributes import choose_attribute_blend, fit_attribute_heads
-from ranking.rerank import SimilarityReranker
+from ranking.rerank import SimilarityReranker, keep_nearest_order
 from ranking.settings import TripletTrainSettings
 from ranking.similarity import SimilarityNet, from_checkpoint, to_checkpoint
 from ranking.triplet_training import TripletEpochReport, fit_triplets, split_by_anchor
@@ -176,6 +176,7 @@ def train_triplets(
                 settings.seed + 1,
                 verbose,
             )
+            identity.keep = (config.rerank.keep_nearest, config.rerank.keep_within)  # as the search orders
         heads_state, attribute_report = _attribute_heads(net, index.vectors, labelled, settings, identity, verbose)
         meta |= {"attribute_weight": attribute_report["weight"], "attribute_training": attribute_report}
     torch_save_atomic(to_checkpoint(net, meta, heads_state), model_path)
@@ -288,6 +289,7 @@ class IdentityCheck:
     vectors: np.ndarray  # (n, D) the shots, embedded as queries are
     owners: np.ndarray  # (n,) each shot's catalogue row
     candidates: np.ndarray  # (n, K) FAISS candidates, -1 padded
+    keep: tuple[int, int] = (0, 0)  # the search's rerank.keep_nearest and keep_within (ranking.rerank)
 
     @classmethod
     def shoot(
@@ -318,7 +320,7 @@ class IdentityCheck:
             rows = rows[rows >= 0]
             if not len(rows):
                 continue
-            ranked = rows[np.argsort(-np.asarray(score(vector, catalog[rows])), kind="stable")]  # as a search does
+            ranked = rows[keep_nearest_order(score(vector, catalog[rows]), *self.keep)]  # as a search does
             place = np.flatnonzero(ranked == owner)
             for k in self.KS:
                 hits[k] += bool(len(place)) and int(place[0]) < k

@@ -156,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         plain = Searcher(workspace, config, use_rerank=False).search_paths(query_paths, k=10, show_progress=False)
         plain_ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, plain, strict=True)]
         rows.append(recall_row(f"pipeline ({crop_stage}, FAISS order)", plain_ranks))
+        if config.rerank.keep_nearest > 0:  # the re-ranker's own order, without the nearest kept on the page
+            unkept_config = workspace.load_config(overrides=[*overrides, "rerank.keep_nearest=0"])
+            unkept = Searcher(workspace, unkept_config).search_paths(query_paths, k=10, show_progress=False)
+            unkept_ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, unkept, strict=True)]
+            rows.append(recall_row(f"pipeline ({crop_stage}, re-rank top-100, plain score order)", unkept_ranks))
     stages = [crop_stage, "re-rank top-100" if searcher.reranker else "no re-rank"]
+    if searcher.reranker is not None and config.rerank.keep_nearest > 0:
+        stages.append(f"FAISS top {config.rerank.keep_nearest} kept in the first {config.rerank.keep_within}")
     rows.append(recall_row(f"pipeline as it stands ({', '.join(stages)})", ranks))
     crop_figures = crop_metrics(searcher, samples, results) if searcher.pipeline.cropper else None
     from tiefwatch.sheet import write_search_sheet

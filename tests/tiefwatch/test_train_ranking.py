@@ -46,6 +46,17 @@ def test_training_learns_the_annotators_notion_and_search_reranks(drawn_workspac
     assert any(x != y for x, y in orders)  # the learned similarity changes the ranking
     assert reranked[0].as_dict()["results"][0]["faiss_score"] >= -1.0
 
+    # The backbone's nearest photo kept on a one-place page: first again, and flagged where the re-ranker had not
+    # put it there.
+    config = workspace.load_config(overrides=["rerank.keep_nearest=1", "rerank.keep_within=1"])
+    kept = search(queries, workspace=workspace, k=8, config=config)
+    for with_kept, ranked, unranked in zip(kept, reranked, plain, strict=True):
+        first = with_kept.as_dict()["results"][0]
+        assert first["path"] == unranked.results[0].path
+        assert first.get("kept_nearest", False) == (ranked.results[0].path != unranked.results[0].path)
+        rest = [h.path for h in ranked.results if h.path != first["path"]][:7]
+        assert [h.path for h in with_kept.results[1:]] == rest
+
 
 def test_resume_continues_after_the_saved_epoch(drawn_workspace) -> None:
     workspace, csv_path, _ = drawn_workspace
@@ -197,6 +208,8 @@ def test_identity_check_counts_shots_whose_own_photo_comes_first_and_on_the_firs
     check = IdentityCheck(shots, np.array([0, 1, 3]), candidates)
     assert check.recall(lambda q, c: c @ q, catalog) == {1: pytest.approx(1 / 3), 10: pytest.approx(2 / 3)}
     assert check.recall(lambda q, c: -(c @ q), catalog)[1] == 0.0
+    check.keep = (2, 10)  # as a search orders: the two nearest candidates stay on the first page
+    assert check.recall(lambda q, c: c @ q, catalog) == {1: pytest.approx(1 / 3), 10: pytest.approx(1.0)}
 
 
 def test_held_out_photos_are_kept_out_of_triplets_labels_and_shots(drawn_workspace, tmp_path: Path) -> None:
