@@ -175,8 +175,8 @@ def train_triplets(
                 config.rerank.top_k,
                 settings.seed + 1,
                 verbose,
+                keep=(config.rerank.keep_nearest, config.rerank.keep_within),  # ordered as the search orders
             )
-            identity.keep = (config.rerank.keep_nearest, config.rerank.keep_within)  # as the search orders
         heads_state, attribute_report = _attribute_heads(net, index.vectors, labelled, settings, identity, verbose)
         meta |= {"attribute_weight": attribute_report["weight"], "attribute_training": attribute_report}
     torch_save_atomic(to_checkpoint(net, meta, heads_state), model_path)
@@ -302,15 +302,17 @@ class IdentityCheck:
         top_k: int,
         seed: int,
         show_progress: bool = True,
+        keep: tuple[int, int] = (0, 0),
     ) -> IdentityCheck:
-        """``count`` watches drawn from ``pool``, avoiding ``busy`` rows (anchors, labelled) while others remain."""
+        """``count`` watches drawn from ``pool``, avoiding ``busy`` rows (anchors, labelled) while others remain;
+        ``keep``: ``rerank.keep_nearest`` and ``keep_within``, for ranking the shots as a search does."""
         rng = np.random.default_rng(seed)
         free = np.setdiff1d(pool, busy)
         source = free if len(free) else np.asarray(pool, np.int64)
         rows = np.sort(rng.choice(source, size=min(count, len(source)), replace=False))
         vectors, owners = simulated_view_vectors(index, rows, 1, pipeline, seed, show_progress)
         _, candidates = index.search(vectors, top_k)
-        return cls(vectors, owners, candidates)
+        return cls(vectors, owners, candidates, keep)
 
     def recall(self, score: Callable[[np.ndarray, np.ndarray], np.ndarray], catalog: np.ndarray) -> dict[int, float]:
         """Share of shots whose own catalogue row is among the first k of their candidates by ``score``, per k in

@@ -25,7 +25,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from judged_set import ATTRIBUTES, derive_triplets, half_of, read_attributes, write_attributes_csv
+from judged_set import (
+    ATTRIBUTES,
+    agreement_summary,
+    derive_triplets,
+    half_of,
+    read_attributes,
+    read_recheck,
+    write_attributes_csv,
+)
 
 from ranking.rerank import SimilarityReranker
 from ranking.triplet_training import triplet_accuracy
@@ -189,7 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     raw = unit
     learned = reranker.embed  # the re-ranking score's space (learned cosine blended with the raw one)
     figures: dict = {"command": command, "train": summary.as_dict(), "sets": {}, "agreement": {}}
-    for name, triplets in (("judged directly", direct["B"]), ("from attributes (clear calls)", derived_by_half["B"])):
+    test_sets = [("judged directly", direct["B"]), ("from attributes (clear calls)", derived_by_half["B"])]
+    recheck_path = args.judged / "recheck-B.csv"
+    if recheck_path.exists():  # a second annotator's blind verdicts on the directly judged ones (judged_set recheck)
+        verdicts = read_recheck(recheck_path)
+        agreed = [t for t in direct["B"] if verdicts.get(t) == "agree"]
+        test_sets.insert(1, ("judged directly, a second annotator agreeing", agreed))
+        figures["recheck"] = agreement_summary([(*t, v) for t, v in verdicts.items()])
+    for name, triplets in test_sets:
         test = rows(triplets)
         figures["sets"][name] = {
             "triplets": len(test),
@@ -287,6 +302,19 @@ def render(f: dict) -> str:
         "The directly judged triplets were asked where the raw features were least sure (the labelling tool's "
         "uncertain stretch), so the raw backbone is near chance on them by construction; the attribute triplets "
         "are clear calls (the near watch shares at least two more attributes with the anchor).",
+    ]
+    if f.get("recheck"):
+        r = f["recheck"]
+        lines += [
+            "",
+            f"A second annotator re-judged half B's {r['triplets']} directly judged triplets blind (the two "
+            f"candidates in random order; `tools/judged_set.py recheck-sheets`, benchmarks/judged/recheck-B.csv): "
+            f"the same call on {r['agree']}, the other candidate on {r['disagree']} ({r['agreement']:.1%} "
+            f"agreement where both called it), {r['toss-up']} toss-ups. That agreement is about the ceiling a "
+            "model's accuracy on these triplets can be read against; the row of triplets both called the same way "
+            "is the part people agree on.",
+        ]
+    lines += [
         "",
         f"Top-{TOP} attribute agreement on half B's {f['gallery']} labelled watches (how many of shape, case colour,"
         " dial colour, strap kind and strap colour the top five share with the query watch, the watch itself "

@@ -9,6 +9,8 @@ judged on watches - and on a whole catalogue - it has never seen. Annotators wor
 * ``ask`` / ``answer``: the labelling tool's own questions (``tiefwatch label`` chooses an anchor and the eight
   neighbours the current model is least sure about), drawn as one picture for annotators who work from an image
   rather than the browser; ``answer`` writes through the same locked CSV writer as the page.
+* ``recheck-sheets`` / ``recheck``: a second annotator re-judges judged triplets blind (candidates in random
+  order); how often the two agree is the ceiling a model's triplet accuracy on them is read against.
 
 Examples::
 
@@ -20,6 +22,9 @@ Examples::
     python tools/judged_set.py answer -w /tmp/wsA --triplets benchmarks/judged/direct-A.csv --annotator ann1 \\
         --state /tmp/ann1.json --near 3 --far 1 5 7
     python tools/judged_set.py derive benchmarks/judged/attributes.csv --out benchmarks/judged/derived.csv
+    python tools/judged_set.py recheck-sheets benchmarks/judged/direct-B.csv ../shared/data/watch-catalog-dev \\
+        --out /tmp/recheck
+    python tools/judged_set.py recheck /tmp/recheck --out benchmarks/judged/recheck-B.csv
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,6 +260,81 @@ def answer(workspace: str, triplets: Path, annotator: str, state: Path, near: in
 
 
 # --------------------------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------------------------- second opinions
+RECHECK_KEY = "recheck-key.csv"
+RECHECK_VERDICTS = ("agree", "disagree", "toss-up", "unanswered")
+
+
+def render_recheck_sheets(
+    triplets: Sequence[tuple[str, str, str]], catalog: Path, out: Path, per_sheet: int = 10, seed: int = 9
+) -> list[Path]:
+    """Blind sheets for a second annotator: each numbered row shows a judged triplet's anchor and its two
+    candidates in random order, labelled 1 and 2. How often two people call a triplet the same way is the ceiling
+    any model's triplet accuracy on it can be read against. Which candidate the first annotator called near goes to
+    ``out/recheck-key.csv``, a file the annotator must not see; each sheet gets a ``number,choice`` template."""
+    rng = random.Random(seed)
+    order = list(triplets)
+    rng.shuffle(order)
+    out.mkdir(parents=True, exist_ok=True)
+    key, written = [], []
+    for sheet_no, start in enumerate(range(0, len(order), per_sheet)):
+        rows, template = [], ["number,choice"]
+        for number, (anchor, near, far) in enumerate(order[start : start + per_sheet], start=start + 1):
+            swap = rng.random() < 0.5
+            one, two = (far, near) if swap else (near, far)
+            key.append((str(number), anchor, near, far, "2" if swap else "1"))
+            tiles = [(anchor, f"#{number}  anchor", (180, 0, 0)), (one, "1", (0, 0, 200)), (two, "2", (0, 0, 200))]
+            rows.append([labelled(thumbnail(_safe_load(str(catalog / n)), SHEET_TILE), t, c) for n, t, c in tiles])
+            template.append(f"{number},")
+        image_path = out / f"recheck_{sheet_no:02d}.png"
+        save_image(image_path, grid(rows))
+        write_text_atomic(out / f"recheck_{sheet_no:02d}.csv", "\n".join(template) + "\n")
+        written.append(image_path)
+    write_csv(out / RECHECK_KEY, ("number", "anchor", "near", "far", "near_is"), key)
+    return written
+
+
+def recheck_verdicts(folder: Path) -> list[tuple[str, str, str, str]]:
+    """(anchor, near, far, verdict) per keyed triplet, from the second annotator's ``recheck_NN.filled.csv``
+    files: ``agree`` where they chose the first annotator's near, ``disagree`` the far, ``toss-up`` where they
+    answered 0 (could not call it), ``unanswered`` where no filled sheet has the number."""
+    choices: dict[str, str] = {}
+    for path in sorted(folder.glob("recheck_*.filled.csv")):
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row_no, row in enumerate(csv.DictReader(handle), start=2):
+                choice = (row.get("choice") or "").strip()
+                if choice not in ("0", "1", "2"):
+                    raise ValueError(f"{path}:{row_no}: choice {choice!r} is not 1, 2 or 0")
+                choices[row["number"].strip()] = choice
+    verdicts = []
+    with open(folder / RECHECK_KEY, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            choice = choices.get(row["number"])
+            verdict = (
+                "unanswered"
+                if choice is None
+                else "toss-up"
+                if choice == "0"
+                else "agree"
+                if choice == row["near_is"]
+                else "disagree"
+            )
+            verdicts.append((row["anchor"], row["near"], row["far"], verdict))
+    return verdicts
+
+
+def agreement_summary(verdicts: Sequence[tuple[str, str, str, str]]) -> dict[str, float | int]:
+    counts = {name: sum(v[3] == name for v in verdicts) for name in RECHECK_VERDICTS}
+    called = counts["agree"] + counts["disagree"]
+    return {**counts, "triplets": len(verdicts), "agreement": round(counts["agree"] / called, 4) if called else 0.0}
+
+
+def read_recheck(path: Path) -> dict[tuple[str, str, str], str]:
+    """A committed ``recheck-*.csv`` (``anchor,near,far,second``): each rechecked triplet's verdict."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {(r["anchor"], r["near"], r["far"]): r["second"] for r in csv.DictReader(handle)}
+
+
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     lines = [",".join(header)] + [",".join(row) for row in rows]
     write_text_atomic(path, "\n".join(lines) + "\n")
@@ -289,6 +370,15 @@ def main(argv: list[str] | None = None) -> int:
         "--attributes-out", type=Path,
         help="also write the labels (held-out share left out) for train-triplets --attributes",
     )  # fmt: skip
+    p = verbs.add_parser("recheck-sheets", help="blind sheets for a second opinion on judged triplets")
+    p.add_argument("triplets", type=Path, help="a direct-*.csv")
+    p.add_argument("catalog", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="folder for the sheets, templates and the key")
+    p.add_argument("--per-sheet", type=int, default=10)
+    p.add_argument("--seed", type=int, default=9)
+    p = verbs.add_parser("recheck", help="the second annotator's filled sheets against the key")
+    p.add_argument("folder", type=Path, help="the recheck-sheets folder, with recheck_NN.filled.csv files")
+    p.add_argument("--out", type=Path, help="write anchor,near,far,second here")
     for name in ("ask", "answer"):
         p = verbs.add_parser(
             name,
@@ -331,6 +421,18 @@ def main(argv: list[str] | None = None) -> int:
                 kept = [name for name in labels if not (args.holdout and is_holdout(name, args.holdout))]
                 write_attributes_csv(labels, kept, args.attributes_out)
                 print(f"{len(kept)} labelled watches -> {args.attributes_out}")
+        elif args.verb == "recheck-sheets":
+            from tiefwatch.triplets import read_triplets
+
+            judged = [(t.anchor, t.near, t.far) for t in read_triplets(args.triplets).triplets]
+            for path in render_recheck_sheets(judged, args.catalog, args.out, args.per_sheet, args.seed):
+                print(path)
+            print(f"key (keep it from the annotator): {args.out / RECHECK_KEY}")
+        elif args.verb == "recheck":
+            verdicts = recheck_verdicts(args.folder)
+            if args.out:
+                write_csv(args.out, ("anchor", "near", "far", "second"), verdicts)
+            print(json.dumps(agreement_summary(verdicts)))
         elif args.verb == "ask":
             print(json.dumps(ask(args.workspace, args.triplets, args.annotator, args.state, args.image, args.shard)))
         else:

@@ -13,7 +13,19 @@ from tiefwatch.config import Config
 from tiefwatch.index import CatalogIndex, Entry
 from tiefwatch.triplets import read_triplets
 from tiefwatch.workspace import Workspace
-from tools.judged_set import ATTRIBUTES, answer, ask, derive_triplets, half_of, read_attributes, shared_count
+from tools.judged_set import (
+    ATTRIBUTES,
+    RECHECK_KEY,
+    agreement_summary,
+    answer,
+    ask,
+    derive_triplets,
+    half_of,
+    read_attributes,
+    recheck_verdicts,
+    render_recheck_sheets,
+    shared_count,
+)
 
 
 def write_attributes(path: Path, rows: list[list[str]]) -> Path:
@@ -115,3 +127,38 @@ def test_training_rows_leave_out_anchors_the_retrieval_benchmark_queries(tmp_pat
     assert any(row[0] in held for row in every)
     assert kept == [row for row in every if row[0] not in held]
     assert {row[3] for row in kept} == {"direct", "attributes"}
+
+
+def test_a_blind_second_opinion_is_scored_against_the_first_annotators_call(tmp_path: Path) -> None:
+    import csv
+
+    from tiefwatch.images import save_image
+
+    catalog = tmp_path / "catalog"
+    for number in range(6):
+        save_image(catalog / f"w{number}.jpg", np.full((40, 40, 3), 40 * number, np.uint8))
+    judged = [("w0.jpg", "w1.jpg", "w2.jpg"), ("w3.jpg", "w4.jpg", "w5.jpg"), ("w0.jpg", "w2.jpg", "w5.jpg")]
+    sheets = render_recheck_sheets(judged, catalog, tmp_path / "recheck", per_sheet=2, seed=1)
+    assert [path.name for path in sheets] == ["recheck_00.png", "recheck_01.png"] and all(p.exists() for p in sheets)
+    with open(tmp_path / "recheck" / RECHECK_KEY, newline="") as handle:
+        key = list(csv.DictReader(handle))
+    assert sorted((k["anchor"], k["near"], k["far"]) for k in key) == sorted(judged)  # each once, blind order
+    templates = [(tmp_path / "recheck" / f"recheck_{n:02d}.csv").read_text().split() for n in range(2)]
+    assert templates == [["number,choice", "1,", "2,"], ["number,choice", "3,"]]
+
+    # The second annotator agrees on #1, picks the other candidate on #2 and cannot call #3.
+    near_is = {k["number"]: k["near_is"] for k in key}
+    other = {"1": "2", "2": "1"}
+    (tmp_path / "recheck" / "recheck_00.filled.csv").write_text(
+        f"number,choice\n1,{near_is['1']}\n2,{other[near_is['2']]}\n"
+    )
+    (tmp_path / "recheck" / "recheck_01.filled.csv").write_text("number,choice\n3,0\n")
+    verdicts = {(a, n, f): v for a, n, f, v in recheck_verdicts(tmp_path / "recheck")}
+    by_number = {k["number"]: verdicts[(k["anchor"], k["near"], k["far"])] for k in key}
+    assert by_number == {"1": "agree", "2": "disagree", "3": "toss-up"}
+    summary = agreement_summary(list(recheck_verdicts(tmp_path / "recheck")))
+    assert summary["agreement"] == 0.5 and summary["toss-up"] == 1 and summary["unanswered"] == 0
+
+    (tmp_path / "recheck" / "recheck_01.filled.csv").write_text("number,choice\n3,yes\n")
+    with pytest.raises(ValueError, match=r"recheck_01.filled.csv:2: choice 'yes'"):
+        recheck_verdicts(tmp_path / "recheck")
