@@ -77,7 +77,9 @@ def write_search_sheet(results: Sequence, out: Path, max_results: int = 10, pad:
             note = result.framing.note if result.framing is not None else ""
             row.append(labelled(np.full((TILE, TILE, 3), 250, np.uint8), note or "whole image"))
         for hit in result.results[:max_results]:
-            row.append(labelled(thumbnail(_safe_load(hit.path)), f"#{hit.rank} {hit.score:.3f}"))
+            kept = getattr(hit, "kept_nearest", False)  # on the page as one of the backbone's nearest (orange)
+            text, colour = f"#{hit.rank} {hit.score:.3f}" + (" kept" if kept else ""), (200, 60, 0) if kept else None
+            row.append(labelled(thumbnail(_safe_load(hit.path)), text, *([colour] if colour else [])))
         rows.append(row)
     if not rows:
         raise ValueError("nothing to draw: every query failed")
