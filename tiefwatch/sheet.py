@@ -13,6 +13,7 @@ from tiefwatch.images import ImageReadError, load_image, save_image
 TILE = 144
 LABEL_H = 18
 GAP = 4
+KEPT_COLOUR = (200, 60, 0)  # orange (the sheets are RGB): a result kept on the page by rerank.keep_nearest
 
 
 def thumbnail(image: np.ndarray, side: int = TILE) -> np.ndarray:
@@ -77,9 +78,11 @@ def write_search_sheet(results: Sequence, out: Path, max_results: int = 10, pad:
             note = result.framing.note if result.framing is not None else ""
             row.append(labelled(np.full((TILE, TILE, 3), 250, np.uint8), note or "whole image"))
         for hit in result.results[:max_results]:
-            kept = getattr(hit, "kept_nearest", False)  # on the page as one of the backbone's nearest (orange)
-            text, colour = f"#{hit.rank} {hit.score:.3f}" + (" kept" if kept else ""), (200, 60, 0) if kept else None
-            row.append(labelled(thumbnail(_safe_load(hit.path)), text, *([colour] if colour else [])))
+            tile, text = thumbnail(_safe_load(hit.path)), f"#{hit.rank} {hit.score:.3f}"
+            if getattr(hit, "kept_nearest", False):  # on the page as one of the backbone's nearest, not by score
+                row.append(labelled(tile, f"{text} kept", KEPT_COLOUR))
+            else:
+                row.append(labelled(tile, text))
         rows.append(row)
     if not rows:
         raise ValueError("nothing to draw: every query failed")

@@ -259,7 +259,6 @@ def answer(workspace: str, triplets: Path, annotator: str, state: Path, near: in
     return {"anchor": pending["anchor"], "written": written, "total": app.label_state().total}
 
 
-# --------------------------------------------------------------------------------------------- CLI
 # --------------------------------------------------------------------------------------------- second opinions
 RECHECK_KEY = "recheck-key.csv"
 RECHECK_VERDICTS = ("agree", "disagree", "toss-up", "unanswered")
@@ -310,15 +309,12 @@ def recheck_verdicts(folder: Path) -> list[tuple[str, str, str, str]]:
     with open(folder / RECHECK_KEY, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             choice = choices.get(row["number"])
-            verdict = (
-                "unanswered"
-                if choice is None
-                else "toss-up"
-                if choice == "0"
-                else "agree"
-                if choice == row["near_is"]
-                else "disagree"
-            )
+            if choice is None:
+                verdict = "unanswered"
+            elif choice == "0":
+                verdict = "toss-up"
+            else:
+                verdict = "agree" if choice == row["near_is"] else "disagree"
             verdicts.append((row["anchor"], row["near"], row["far"], verdict))
     return verdicts
 
@@ -335,6 +331,7 @@ def read_recheck(path: Path) -> dict[tuple[str, str, str], str]:
         return {(r["anchor"], r["near"], r["far"]): r["second"] for r in csv.DictReader(handle)}
 
 
+# --------------------------------------------------------------------------------------------- CLI
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     lines = [",".join(header)] + [",".join(row) for row in rows]
     write_text_atomic(path, "\n".join(lines) + "\n")
