@@ -126,6 +126,23 @@ def fit_attribute_heads(
     return AttributeHeads(names, values, weights, biases)
 
 
+def fit_with_shots(
+    vectors: np.ndarray,
+    labels: Mapping[str, Sequence[str | None]],
+    c: float,
+    rows: np.ndarray | None = None,
+    shots: tuple[np.ndarray, np.ndarray] | None = None,
+) -> AttributeHeads:
+    """``fit_attribute_heads`` on ``rows`` of the labelled vectors (all by default) and on the ``shots`` (vectors,
+    owner row) of those rows, each shot labelled as its owner: a phone photo of a gold watch is still gold."""
+    rows = np.arange(len(vectors)) if rows is None else np.asarray(rows, np.int64)
+    x, owners = vectors[rows], rows
+    if shots is not None and len(shots[1]):
+        mine = np.isin(shots[1], rows)
+        x, owners = np.vstack([x, shots[0][mine]]), np.concatenate([rows, shots[1][mine]])
+    return fit_attribute_heads(x, {k: [v[i] for i in owners] for k, v in labels.items()}, c)
+
+
 @dataclass
 class AttributeBlendChoice:
     """What cross-validation over the labelled watches chose, and what it saw for every candidate."""
@@ -183,13 +200,16 @@ def choose_attribute_blend(
     folds: int = 5,
     seed: int = 0,
     on_fit: Callable[[int], None] | None = None,
+    shots: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> AttributeBlendChoice:
     """The regularisation and blend weight whose re-ranking score gives the best top-5 attribute agreement for
     labelled watches whose labels the heads did not see (``folds``-fold, gallery: all labelled watches).
 
     ``base_embed`` is the score without attributes (raw and learned cosine, ``SimilarityReranker.embed``).
     Ties go to the smaller weight: attributes must earn their share. ``on_fit(1)`` is called after each of the
-    ``len(cs) * folds`` fits (a progress bar's advance).
+    ``len(cs) * folds`` fits (a progress bar's advance). ``shots`` (vectors, owner row in ``vectors``): more
+    training rows labelled as their owner, such as photo-like shots of the labelled watches; a fold fits on the
+    shots of its own watches only, and is scored on the labelled rows alone.
     """
     count = len(vectors)
     folds = max(2, min(folds, count))
@@ -201,7 +221,7 @@ def choose_attribute_blend(
         per_weight: dict[float, list[float]] = {w: [] for w in weights}
         for part in parts:
             fit_rows = np.setdiff1d(order, part)
-            heads = fit_attribute_heads(vectors[fit_rows], {k: [v[i] for i in fit_rows] for k, v in labels.items()}, c)
+            heads = fit_with_shots(vectors, labels, c, fit_rows, shots)
             attribute_part = heads.embed(vectors)
             if on_fit is not None:
                 on_fit(1)

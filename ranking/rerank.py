@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ranking.attributes import AttributeHeads
+from ranking.colour import ColourScaling
 from ranking.engines import write_cache_file
 
 if TYPE_CHECKING:
     from ranking.similarity import SimilarityNet
 
-CACHE_VERSION = 2  # 2: attribute heads
+CACHE_VERSION = 3  # 2: attribute heads; 3: colour descriptors
 DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "similarity_default.pt"  # see benchmarks/judged
 
 
@@ -57,6 +58,9 @@ class SimilarityReranker:
     ``projection`` is the net's (d, D) weight; ``raw_weight`` the share of the raw cosine in the score;
     ``signature`` the embedding signature the model was trained on, when known; ``attributes`` the attribute heads
     and ``attribute_weight`` the share of their expected agreement in the score.
+
+    With ``colour`` (``ranking.colour``) the model's inputs are a backbone vector with the crop's colour descriptor
+    after it (``inputs``): the projection and heads see both, the raw cosine the backbone part alone.
     """
 
     def __init__(
@@ -67,10 +71,16 @@ class SimilarityReranker:
         raw_weight: float = 0.0,
         attributes: AttributeHeads | None = None,
         attribute_weight: float = 0.0,
+        colour: ColourScaling | None = None,
     ) -> None:
         projection = np.asarray(projection, np.float32)
         self._projection_t = np.ascontiguousarray(projection.T)  # (D, d)
         self.input_dim = projection.shape[1]
+        self.colour = colour
+        self.colour_dim = colour.dim if colour is not None else 0
+        self.raw_dim = self.input_dim - self.colour_dim  # the backbone vector's part of an input row
+        if self.raw_dim <= 0:
+            raise ValueError(f"a {self.input_dim}-d projection has no room for {self.colour_dim} colour numbers")
         self.fingerprint = fingerprint
         self.signature = signature
         self.raw_weight = float(raw_weight)
@@ -81,22 +91,24 @@ class SimilarityReranker:
         _blas_controller()  # found once here (about 10 ms), not inside the first query
 
     @classmethod
-    def from_net(cls, net: SimilarityNet) -> SimilarityReranker:
+    def from_net(cls, net: SimilarityNet, colour: ColourScaling | None = None) -> SimilarityReranker:
         from ranking.similarity import fingerprint
 
-        return cls(net.projection.weight.detach().cpu().float().numpy(), fingerprint(net))
+        return cls(net.projection.weight.detach().cpu().float().numpy(), fingerprint(net), colour=colour)
 
     def with_attributes(self, attributes: AttributeHeads | None, weight: float) -> SimilarityReranker:
         """The same projection and raw share with these heads at this share (a candidate blend to try)."""
         return SimilarityReranker(
-            self._projection_t.T, self.fingerprint, self.signature, self.raw_weight, attributes, weight
+            self._projection_t.T, self.fingerprint, self.signature, self.raw_weight, attributes, weight, self.colour
         )
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SimilarityReranker:
-        from ranking.similarity import attribute_state, from_checkpoint
+        from ranking.similarity import attribute_state, colour_state, from_checkpoint
 
-        reranker = cls.from_net(from_checkpoint(checkpoint))
+        colour = colour_state(checkpoint)
+        scaling = None if colour is None else ColourScaling.from_state(colour)
+        reranker = cls.from_net(from_checkpoint(checkpoint), scaling)
         meta = checkpoint.get("meta", {})
         reranker.signature = meta.get("signature")
         reranker.raw_weight = float(meta.get("raw_weight") or 0.0)
@@ -104,7 +116,7 @@ class SimilarityReranker:
         if state is not None:
             reranker.attributes = AttributeHeads.from_state(state)
             reranker.attribute_weight = float(meta.get("attribute_weight") or 0.0)
-            reranker.fingerprint = checkpoint.get("fingerprint", reranker.fingerprint)
+        reranker.fingerprint = checkpoint.get("fingerprint", reranker.fingerprint)  # covers heads and colour too
         return reranker
 
     @classmethod
@@ -132,6 +144,8 @@ class SimilarityReranker:
             "raw_weight": self.raw_weight,
         }
         arrays = {"projection": self._projection_t.T}
+        if self.colour is not None:
+            arrays |= {f"colour_{name}": value for name, value in self.colour.to_state().items()}
         if self.attributes is not None:
             state = self.attributes.to_state()
             meta |= {"attribute_weight": self.attribute_weight, "attributes": [state["names"], state["values"]]}
@@ -158,6 +172,9 @@ class SimilarityReranker:
                         "biases": [data[f"attribute_bias_{i}"] for i in range(len(names))],
                     }
                 )
+            colour = None
+            if "colour_mean" in data:
+                colour = ColourScaling.from_state({"mean": data["colour_mean"], "scale": data["colour_scale"]})
             return cls(
                 data["projection"],
                 meta["fingerprint"],
@@ -165,12 +182,31 @@ class SimilarityReranker:
                 meta["raw_weight"],
                 attributes,
                 meta.get("attribute_weight", 0.0),
+                colour,
             )
+
+    def inputs(self, vectors: np.ndarray, colours: np.ndarray | None = None) -> np.ndarray:
+        """What ``score`` and ``embed`` take: backbone vectors (N, D), with their colour descriptors (N, C) after
+        them where the model uses colour. A model that does and no colours is a clear error, not a silent guess."""
+        vectors = np.asarray(vectors, np.float32)
+        if self.colour is None:
+            return vectors
+        if colours is None or np.asarray(colours).shape[-1] != self.colour_dim:
+            raise ValueError(
+                "this similarity model compares colour descriptors, and the index has none: re-run `tiefwatch index`"
+            )
+        return np.concatenate([vectors, np.asarray(colours, np.float32)], axis=-1)
+
+    def prepare(self, inputs: np.ndarray) -> np.ndarray:
+        """Input rows -> what the projection and heads were trained on (``prepare_inputs``)."""
+        return prepare_inputs(inputs, self.colour)
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """(K, D) -> (K, d) unit rows in the learned space; the numpy twin of ``SimilarityNet.forward``."""
-        x = np.asarray(vectors, np.float32)
-        x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+        return self._project_prepared(self.prepare(vectors))
+
+    def _project_prepared(self, prepared: np.ndarray) -> np.ndarray:
+        x = prepared / np.maximum(np.linalg.norm(prepared, axis=-1, keepdims=True), 1e-12)
         y = x @ self._projection_t
         return y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
 
@@ -179,18 +215,30 @@ class SimilarityReranker:
         sqrt(raw_weight) beside the learned one scaled by sqrt(1 - raw_weight) (just the learned one when 0);
         with attribute heads, that scaled by sqrt(1 - attribute_weight) beside their probabilities scaled by
         sqrt(attribute_weight), so the score adds attribute_weight x the expected share of attributes in common."""
-        embedded = self.embed_cosines(vectors)
+        prepared = self.prepare(vectors)
+        embedded = self.cosines_prepared(prepared)
         if self.attributes is None or not self.attribute_weight:
             return embedded
         w = self.attribute_weight
-        return np.hstack([np.sqrt(1.0 - w) * embedded, np.sqrt(w) * self.attributes.embed(vectors)]).astype(np.float32)
+        attributes = self.attributes.embed(prepared)
+        return np.hstack([np.sqrt(1.0 - w) * embedded, np.sqrt(w) * attributes]).astype(np.float32)
+
+    def predict_attributes(self, vectors: np.ndarray) -> list[dict[str, tuple[str, float]]]:
+        """Per input row, each attribute's most likely value and its probability (``AttributeHeads.predict``)."""
+        if self.attributes is None:
+            raise ValueError("this similarity model has no attribute heads")
+        return self.attributes.predict(self.prepare(vectors))
 
     def embed_cosines(self, vectors: np.ndarray) -> np.ndarray:
         """``embed`` without the attribute columns: the raw and learned cosine blend alone."""
-        learned = self.project(vectors)
+        return self.cosines_prepared(self.prepare(vectors))
+
+    def cosines_prepared(self, prepared: np.ndarray) -> np.ndarray:
+        """``embed_cosines`` of rows already ``prepare``-d: what attribute heads are fitted beside, in training."""
+        learned = self._project_prepared(prepared)
         if not self.raw_weight:
             return learned
-        x = np.asarray(vectors, np.float32)
+        x = np.asarray(prepared, np.float32)[..., : self.raw_dim]
         raw = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
         return np.hstack([np.sqrt(self.raw_weight) * raw, np.sqrt(1.0 - self.raw_weight) * learned]).astype(np.float32)
 
@@ -203,6 +251,18 @@ class SimilarityReranker:
         with _single_blas_thread():
             embedded = self.embed(np.vstack([np.asarray(query, np.float32).reshape(1, -1), candidates]))
         return embedded[1:] @ embedded[0]
+
+
+def prepare_inputs(inputs: np.ndarray, colour: ColourScaling | None) -> np.ndarray:
+    """Re-ranker input rows -> what its projection and heads see: the unit backbone vector, then the colour
+    descriptor scaled by ``colour`` (``ColourScaling``); without colour, the rows as they are (both normalise)."""
+    x = np.asarray(inputs, np.float32)
+    if colour is None:
+        return x
+    raw_dim = x.shape[-1] - colour.dim
+    raw = x[..., :raw_dim]
+    raw = raw / np.maximum(np.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
+    return np.concatenate([raw, colour.apply(x[..., raw_dim:])], axis=-1).astype(np.float32)
 
 
 def keep_nearest_order(scores: np.ndarray, keep_nearest: int, within: int) -> np.ndarray:

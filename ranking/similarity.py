@@ -58,9 +58,11 @@ class SimilarityNet(nn.Module):
         return out
 
 
-def fingerprint(net: SimilarityNet, attributes: dict[str, Any] | None = None) -> str:
-    """Content hash of the architecture and weights (attribute heads included): what a search result can cite as
-    its re-ranker."""
+def fingerprint(
+    net: SimilarityNet, attributes: dict[str, Any] | None = None, colour: dict[str, Any] | None = None
+) -> str:
+    """Content hash of the architecture and weights (attribute heads and colour scaling included): what a search
+    result can cite as its re-ranker."""
     digest = hashlib.sha1(json.dumps(net.spec(), sort_keys=True).encode())
     for name, tensor in sorted(net.state_dict().items()):
         digest.update(name.encode())
@@ -69,15 +71,23 @@ def fingerprint(net: SimilarityNet, attributes: dict[str, Any] | None = None) ->
         digest.update(json.dumps([attributes["names"], attributes["values"]]).encode())
         for array in (*attributes["weights"], *attributes["biases"]):
             digest.update(np.asarray(array, np.float32).tobytes())
+    if colour is not None:
+        for name in ("mean", "scale"):
+            digest.update(name.encode())
+            digest.update(np.asarray(colour[name], np.float32).tobytes())
     return f"similarity:{digest.hexdigest()[:16]}"
 
 
 def to_checkpoint(
-    net: SimilarityNet, meta: dict[str, Any] | None = None, attributes: dict[str, Any] | None = None
+    net: SimilarityNet,
+    meta: dict[str, Any] | None = None,
+    attributes: dict[str, Any] | None = None,
+    colour: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plain tensors and JSON-able metadata, ready for ``torch.save``; ``meta`` is checked to be JSON-able now
     so a bad value fails at training time, not when someone tries to read the file later. ``attributes`` is
-    ``AttributeHeads.to_state()`` (``ranking.attributes``) when the model has attribute heads."""
+    ``AttributeHeads.to_state()`` (``ranking.attributes``) when the model has attribute heads; ``colour``
+    ``ColourScaling.to_state()`` (``ranking.colour``) when its inputs carry colour descriptors."""
     meta = dict(meta or {})
     json.dumps(meta)
     checkpoint = {
@@ -86,8 +96,10 @@ def to_checkpoint(
         "spec": net.spec(),
         "state_dict": {name: tensor.detach().cpu().clone() for name, tensor in net.state_dict().items()},
         "meta": meta,
-        "fingerprint": fingerprint(net, attributes),
+        "fingerprint": fingerprint(net, attributes, colour),
     }
+    if colour is not None:
+        checkpoint["colour"] = {k: torch.from_numpy(np.asarray(colour[k], np.float32)) for k in ("mean", "scale")}
     if attributes is not None:  # tensors and lists of strings: a weights_only load reads them
         checkpoint["attributes"] = {
             "names": list(attributes["names"]),
@@ -109,6 +121,14 @@ def attribute_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
         "weights": [t.detach().cpu().float().numpy() for t in stored["weights"]],
         "biases": [t.detach().cpu().float().numpy() for t in stored["biases"]],
     }
+
+
+def colour_state(checkpoint: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The checkpoint's colour scaling as numpy (``ColourScaling.from_state`` takes it), or None."""
+    stored = checkpoint.get("colour")
+    if not stored:
+        return None
+    return {name: stored[name].detach().cpu().float().numpy() for name in ("mean", "scale")}
 
 
 def from_checkpoint(checkpoint: dict[str, Any]) -> SimilarityNet:

@@ -121,8 +121,12 @@ def fit_triplets(
     start_epoch: int = 0,
     optimizer_state: dict[str, Any] | None = None,
     on_epoch: Callable[[TripletEpochReport, SimilarityNet, dict[str, Any]], None] | None = None,
+    raw_dim: int | None = None,
 ) -> tuple[SimilarityNet, list[TripletEpochReport]]:
     """Deep-ranking hinge on triplet rows of ``vectors``; AdamW; keeps the epoch with the best held-out accuracy.
+
+    ``raw_dim``: where ``vectors`` carry more than the backbone vector (a colour descriptor after it), the first
+    ``raw_dim`` columns are the backbone's, and "raw backbone" accuracy is measured on them alone.
 
     The margin is picked first: a brief run per candidate in ``settings.margins``, each from the same start,
     keeping the best held-out accuracy (ties go to the earlier candidate). The full run then starts from that same
@@ -145,7 +149,8 @@ def fit_triplets(
     resumed = optimizer_state or {}
     given_net = net is not None
     start_net = net if net is not None else _fresh_net(vectors_t.shape[1], settings)
-    backbone_accuracy = triplet_accuracy(vectors_t.numpy(), val)
+    raw = np.asarray(vectors, np.float32)[:, :raw_dim] if raw_dim else vectors_t.numpy()
+    backbone_accuracy = triplet_accuracy(_unit_rows(raw), val)
 
     margin, trials = resumed.get("margin"), dict(resumed.get("margin_trials", {}))
     if margin is None:

@@ -66,6 +66,9 @@ class IndexConfig:
     # vector, so a phone photo meets the watch as a phone would see it: recall@1 of unseen watches 0.74 -> 0.81
     # (benchmarks.md, retrieval-adapted). Each costs an embedding at index time, none at query time; 0 = off.
     views: int = 4
+    # A colour descriptor of each catalogue photo's crop (ranking.colour), kept beside its vector for the re-ranker
+    # (FAISS never sees it): people name colours first, the backbone does not (benchmarks.md, judged section).
+    colour: bool = True
     target_recall: float = 0.97  # recall@10 of exact search the build-time tuning aims for
     extensions: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp"])
 

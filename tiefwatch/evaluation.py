@@ -221,6 +221,7 @@ def _evaluate_queries(
 def _evaluate_triplets(workspace: Workspace, config: Config, index: CatalogIndex, path: Path) -> dict[str, Any]:
     from ranking.triplet_training import triplet_accuracy
     from tiefwatch.models import load_reranker
+    from tiefwatch.pipeline import rerank_inputs
     from tiefwatch.train_ranking import triplet_rows
 
     rows, duplicates = triplet_rows(path, index)
@@ -233,6 +234,7 @@ def _evaluate_triplets(workspace: Workspace, config: Config, index: CatalogIndex
         "trained": None,
     }
     if reranker is not None:
-        out["trained"] = round(triplet_accuracy(reranker.embed(index.vectors), rows), 4)
+        inputs = rerank_inputs(reranker, index.vectors, index.colours)
+        out["trained"] = round(triplet_accuracy(reranker.embed(inputs), rows), 4)
         out["model"] = reranker.fingerprint
     return out

@@ -1,5 +1,8 @@
 """The catalogue index: one vector per catalogue photo, the FAISS structure over them, and what made them.
 
+Beside each vector it keeps the photo crop's colour descriptor (``index.colour``, ``ranking.colour``): the
+re-ranker compares colours, FAISS does not.
+
 Saved as a single ``.npz`` written atomically, so an interrupted ``tiefwatch index`` leaves the previous index
 usable. Re-indexing is incremental: files whose size and mtime (or, failing that, content hash) are unchanged
 keep their vectors; deleted files are dropped.
@@ -87,12 +90,17 @@ class CatalogIndex:
         faiss_index: faiss.Index | None = None,
         created: float | None = None,
         search_refine: int | None = None,
+        colours: np.ndarray | None = None,
     ) -> None:
         if len(entries) != len(vectors):
             raise ValueError(f"{len(entries)} entries for {len(vectors)} vectors")
+        if colours is not None and len(colours) != len(vectors):
+            raise ValueError(f"{len(colours)} colour descriptors for {len(vectors)} vectors")
         self.root = root
         self.entries = entries
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # (N, COLOUR_DIM), or (N, 0) for an index built without colour (``index.colour: false``)
+        self.colours = np.zeros((len(vectors), 0), np.float32) if colours is None else np.asarray(colours, np.float32)
         self.signature = signature
         self.config = config
         if faiss_index is None:
@@ -136,6 +144,7 @@ class CatalogIndex:
         arrays = {
             "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
             "vectors": self.vectors,
+            "colours": self.colours,
             "paths": np.array([e.path for e in self.entries], dtype=np.str_),
             "sizes": np.array([e.size for e in self.entries], np.int64),
             "mtimes": np.array([e.mtime_ns for e in self.entries], np.int64),
@@ -173,6 +182,7 @@ class CatalogIndex:
                 index_config = (config or saved_config).index
                 faiss_index = vector_index.deserialize(data["faiss"], index_config, meta.get("search_depth"))
                 vectors = data["vectors"]
+                colours = data.get("colours")  # None in an index written before colour descriptors
         except CatalogIndexError:
             raise
         except Exception as error:
@@ -186,6 +196,7 @@ class CatalogIndex:
             faiss_index,
             meta["created"],
             meta.get("search_refine"),
+            colours,
         )
 
     def check_compatible(self, signature: dict[str, Any]) -> None:
@@ -223,6 +234,7 @@ class _Prepared:
     framing: Framing | None = None
     tensor: np.ndarray | None = None
     views: list[np.ndarray] = field(default_factory=list)  # model inputs of its photo-like shots (index.views)
+    colour: np.ndarray | None = None  # its crop's colour descriptor (index.colour), with ``tensor``
 
 
 def _prepare_chunk(chunk: list[tuple], pipeline: Pipeline) -> list[_Prepared | ImageReadError]:
@@ -239,13 +251,16 @@ def _prepare_chunk(chunk: list[tuple], pipeline: Pipeline) -> list[_Prepared | I
             continue
         preprocess = pipeline.embedder.preprocess
         views = [preprocess(view) for view in pipeline.catalogue_views(image, item[4])]
-        out.append(_Prepared(image, framed[1], preprocess(framed[0]), views))
+        colour = pipeline.colours([framed[0]])[0]  # of the photo itself: its views are made-up light and clutter
+        out.append(_Prepared(image, framed[1], preprocess(framed[0]), views, colour))
     return out
 
 
-def _embed_prepared(pipeline: Pipeline, prepared: list[_Prepared]) -> tuple[np.ndarray, list[Framing]]:
-    """Vectors in order: ready inputs go straight to the model, the rest through the crop model first."""
+def _embed_prepared(pipeline: Pipeline, prepared: list[_Prepared]) -> tuple[np.ndarray, np.ndarray, list[Framing]]:
+    """Vectors and colour descriptors in order: ready inputs go straight to the model, the rest through the crop
+    model first."""
     vectors = np.zeros((len(prepared), pipeline.embedder.dim), np.float32)
+    colours = np.zeros((len(prepared), pipeline.colour_dim), np.float32)
     framings: list[Framing | None] = [item.framing for item in prepared]
     ready = [number for number, item in enumerate(prepared) if item.tensor is not None]
     if ready:
@@ -257,13 +272,16 @@ def _embed_prepared(pipeline: Pipeline, prepared: list[_Prepared]) -> tuple[np.n
             [pipeline.embedder.embed_batch(np.stack(inputs[i : i + step])) for i in range(0, len(inputs), step)]
         )
         vectors[ready] = mean_rows(embedded, owners, len(ready))
+        colours[ready] = [prepared[n].colour for n in ready]
     rest = [number for number, item in enumerate(prepared) if item.tensor is None]
     if rest:
-        rest_vectors, rest_framings = pipeline.embed_images([prepared[n].image for n in rest])
-        vectors[rest] = rest_vectors
+        rest_vectors, rest_colours, rest_framings = pipeline.describe_images(
+            [prepared[n].image for n in rest], catalogue=True
+        )
+        vectors[rest], colours[rest] = rest_vectors, rest_colours
         for number, framing in zip(rest, rest_framings, strict=True):
             framings[number] = framing
-    return vectors, [framing for framing in framings if framing is not None]
+    return vectors, colours, [framing for framing in framings if framing is not None]
 
 
 def build_index(
@@ -281,16 +299,16 @@ def build_index(
     files = list_images(root, config.index.extensions)
     signature = pipeline.signature()
 
-    reusable: dict[str, tuple[Entry, np.ndarray]] = {}
+    reusable: dict[str, tuple[Entry, np.ndarray, np.ndarray]] = {}
     if previous is not None:
         if previous.root != root:
             summary.rebuilt_reason = f"catalogue folder changed from {previous.root}"
         elif previous.signature != signature:
             summary.rebuilt_reason = "embedding settings changed"
         else:
-            reusable = {e.path: (e, previous.vectors[i]) for i, e in enumerate(previous.entries)}
+            reusable = {e.path: (e, previous.vectors[i], previous.colours[i]) for i, e in enumerate(previous.entries)}
 
-    kept: list[tuple[Entry, np.ndarray]] = []
+    kept: list[tuple[Entry, np.ndarray, np.ndarray]] = []
     to_embed: list[tuple[str, Path, int, int, str, bool]] = []
     for path in files:
         rel = path.relative_to(root).as_posix()
@@ -302,14 +320,14 @@ def build_index(
         sha1 = file_sha1(path)
         if old is not None and old[0].sha1 == sha1:
             entry = old[0]
-            kept.append((Entry(rel, stat.st_size, stat.st_mtime_ns, sha1, entry.box), old[1]))
+            kept.append((Entry(rel, stat.st_size, stat.st_mtime_ns, sha1, entry.box), old[1], old[2]))
             continue
         to_embed.append((rel, path, stat.st_size, stat.st_mtime_ns, sha1, old is not None))
     summary.unchanged = len(kept)
     present = {path.relative_to(root).as_posix() for path in files}
     summary.removed = sum(1 for rel in reusable if rel not in present)
 
-    embedded: list[tuple[Entry, np.ndarray]] = []
+    embedded: list[tuple[Entry, np.ndarray, np.ndarray]] = []
     embed_started = time.perf_counter()
     batch = max(1, config.embed.batch_size)
     with (
@@ -332,19 +350,20 @@ def build_index(
                     summary.skipped.append(item[0])
             if good:
                 summary.with_views += sum(1 for _, ready in good if ready.views)
-                vectors, framings = _embed_prepared(pipeline, [ready for _, ready in good])
-                for (item, _), vector, framing in zip(good, vectors, framings, strict=True):
+                vectors, colours, framings = _embed_prepared(pipeline, [ready for _, ready in good])
+                for (item, _), vector, colour, framing in zip(good, vectors, colours, framings, strict=True):
                     rel, _, size, mtime, sha1, existed = item
-                    embedded.append((Entry(rel, size, mtime, sha1, _box_tuple(framing)), vector))
+                    embedded.append((Entry(rel, size, mtime, sha1, _box_tuple(framing)), vector, colour))
                     summary.updated += existed
                     summary.added += not existed
             advance(len(chunk))
     embed_seconds = time.perf_counter() - embed_started
 
-    rows = sorted(kept + embedded, key=lambda pair: pair[0].path)
-    entries = [entry for entry, _ in rows]
+    rows = sorted(kept + embedded, key=lambda row: row[0].path)
+    entries = [entry for entry, _, _ in rows]
     dim = pipeline.embedder.dim
-    vectors = np.stack([vector for _, vector in rows]) if rows else np.zeros((0, dim), np.float32)
+    vectors = np.stack([vector for _, vector, _ in rows]) if rows else np.zeros((0, dim), np.float32)
+    colours = np.stack([c for _, _, c in rows]) if rows else np.zeros((0, pipeline.colour_dim), np.float32)
     trained, refine = None, None
     if reusable and previous is not None and previous.config.index == config.index:
         if summary.added or summary.updated or summary.removed:
@@ -353,7 +372,7 @@ def build_index(
             refine = tuning.refine
         else:
             trained, refine = previous.faiss_index, previous.search_refine
-    index = CatalogIndex(root, entries, vectors, signature, config, trained, search_refine=refine)
+    index = CatalogIndex(root, entries, vectors, signature, config, trained, search_refine=refine, colours=colours)
     index.save(index_path)
     summary.total = len(entries)
     summary.index_type = vector_index.index_kind(index.faiss_index)

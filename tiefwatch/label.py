@@ -40,7 +40,7 @@ import numpy as np
 from tiefwatch.config import Config
 from tiefwatch.index import CatalogIndex
 from tiefwatch.models import load_reranker
-from tiefwatch.pipeline import Reranker
+from tiefwatch.pipeline import Reranker, rerank_inputs
 from tiefwatch.triplets import Triplet, TripletWriter
 from tiefwatch.workspace import Workspace
 
@@ -150,7 +150,9 @@ class LabelApp:
         query = self.index.vectors[anchor]
         reranker = self._reranker
         if reranker is not None:
-            return np.asarray(reranker.score(query, self.index.vectors[candidates]), dtype=np.float32)
+            rows = np.r_[anchor, np.asarray(candidates, np.int64)]
+            inputs = rerank_inputs(reranker, self.index.vectors[rows], self.index.colours[rows])
+            return np.asarray(reranker.score(inputs[0], inputs[1:]), dtype=np.float32)
         return self.index.vectors[candidates] @ query
 
     # -------------------------------------------------------------- labels so far

@@ -68,6 +68,9 @@ def load_reranker(
     if packaged and index_signature is not None and not same_embedding(reranker.signature, index_signature):
         log.info("packaged similarity model not used: this index's vectors are made with other settings")
         return None
+    if packaged and index_signature is not None and reranker.colour_dim and not index_signature.get("catalog_colour"):
+        log.info("packaged similarity model not used: it compares colour descriptors, and this index keeps none")
+        return None
     if config.rerank.attribute_weight >= 0 and reranker.attributes is not None:
         reranker.attribute_weight = min(float(config.rerank.attribute_weight), 1.0)
     return reranker

@@ -18,7 +18,8 @@ from bbox.box import BoundingBox
 from bbox.predict import BoxPrediction
 from bbox.synth import PhotoSimulator, product_box
 from ranking.backbone import weights_fingerprint
-from ranking.features import Embedder
+from ranking.colour import COLOUR_DIM, COLOUR_VERSION, colour_descriptors
+from ranking.features import Embedder, backbone_pixels
 from tiefwatch.config import Config, SearchConfig
 from tiefwatch.views import photo_view_crops
 
@@ -32,11 +33,20 @@ class Cropper(Protocol):
 
 
 class Reranker(Protocol):
-    """Re-scores FAISS candidates for one query (``ranking`` provides the triplet-trained network)."""
+    """Re-scores FAISS candidates for one query (``ranking`` provides the triplet-trained network).
+
+    ``query`` and ``candidates`` are backbone vectors, unless the re-ranker has an ``inputs(vectors, colours)``
+    method: then they are what it makes of the vectors and their colour descriptors (``rerank_inputs``)."""
 
     fingerprint: str
 
     def score(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray: ...
+
+
+def rerank_inputs(reranker: Reranker, vectors: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """The rows ``reranker.score`` takes for these backbone vectors and their colour descriptors."""
+    inputs = getattr(reranker, "inputs", None)
+    return np.asarray(vectors, np.float32) if inputs is None else inputs(vectors, colours)
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class QueryCrops:
     owners: np.ndarray
     candidates: list[Framing]
     photo_of: np.ndarray
+    colours: np.ndarray  # (candidates, COLOUR_DIM) each candidate's own crop's colour descriptor, or (candidates, 0)
 
 
 class Pipeline:
@@ -100,7 +111,22 @@ class Pipeline:
             "crop_refine": self._refine_setting() if self.cropper is not None else None,
             "crop_catalog_cutout": self.config.crop.catalog_cutout if self.cropper is not None else None,
             "catalog_views": self.catalogue_view_count,
+            # beside the vectors, not in them: a model without colour serves an index with or without it
+            "catalog_colour": COLOUR_VERSION if self.config.index.colour else None,
         }
+
+    @property
+    def colour_dim(self) -> int:
+        """Numbers in each crop's colour descriptor (``index.colour``; 0 when off)."""
+        return COLOUR_DIM if self.config.index.colour else 0
+
+    def colours(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, colour_dim) colour descriptors of framed crops (``ranking.colour``), computed on the picture the
+        backbone sees, so the light normalisation that evens out a phone photo's cast applies to both."""
+        if not self.colour_dim:
+            return np.zeros((len(crops), 0), np.float32)
+        size, light = self.config.backbone.image_size, self.config.backbone.light_norm
+        return colour_descriptors([backbone_pixels(crop, size, light) for crop in crops])
 
     @property
     def catalogue_view_count(self) -> int:
@@ -212,7 +238,8 @@ class Pipeline:
                 box = BoundingBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h)
                 crops.append(self._square(images[number], box))
                 owners.append(index)
-        return QueryCrops(crops, np.asarray(owners, np.int64), candidates, np.asarray(photo_of, np.int64))
+        colours = self.colours(crops[: len(candidates)])  # each candidate's own crop comes first, in order
+        return QueryCrops(crops, np.asarray(owners, np.int64), candidates, np.asarray(photo_of, np.int64), colours)
 
     def embed_query_candidates(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, QueryCrops]:
         """One unit vector per candidate framing of each query photo (``query_crops``, embedded and averaged)."""
@@ -234,6 +261,13 @@ class Pipeline:
     ) -> tuple[np.ndarray, list[Framing]]:
         crops, framings = self.frame(images, catalogue)
         return self.embedder.embed(crops, progress=progress), framings
+
+    def describe_images(
+        self, images: Sequence[np.ndarray], catalogue: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, list[Framing]]:
+        """``embed_images`` with the crops' colour descriptors: what a re-ranker that compares colour needs."""
+        crops, framings = self.frame(images, catalogue)
+        return self.embedder.embed(crops), self.colours(crops), framings
 
 
 def second_look(

@@ -19,7 +19,7 @@ from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, load_image
 from tiefwatch.index import CatalogIndex, CatalogIndexError
 from tiefwatch.models import load_cropper, load_reranker, same_embedding
-from tiefwatch.pipeline import Framing, Pipeline, Reranker
+from tiefwatch.pipeline import Framing, Pipeline, Reranker, rerank_inputs
 from tiefwatch.progress import progress_bar
 from tiefwatch.workspace import Workspace
 
@@ -96,6 +96,11 @@ class Searcher:
         self.reranker: Reranker | None = (
             load_reranker(config, workspace, self.index.signature) if use_rerank and config.rerank.enabled else None
         )
+        if getattr(self.reranker, "colour_dim", 0) and self.index.colours.shape[1] != self.reranker.colour_dim:
+            raise CatalogIndexError(
+                "the similarity model compares colour descriptors and this index keeps none (index.colour: false, "
+                "or built before them); re-run `tiefwatch index` with index.colour: true, or use --no-rerank"
+            )
         trained_on = getattr(self.reranker, "signature", None)
         if not same_embedding(trained_on, self.index.signature):
             raise CatalogIndexError(
@@ -104,20 +109,27 @@ class Searcher:
             )
 
     def _comparable(self, signature: dict[str, Any]) -> dict[str, Any]:
-        """``--no-crop`` changes how the query is framed, not how the catalogue was, and the catalogue's views are
-        the index's own business: compare the rest."""
-        catalogue_only = ["catalog_views"]
+        """``--no-crop`` changes how the query is framed, not how the catalogue was, and the catalogue's views and
+        colour descriptors are the index's own business (a query's colours are only read by a model that needs
+        the index's): compare the rest."""
+        catalogue_only = ["catalog_views", "catalog_colour"]
         if self.pipeline.cropper is None:
             catalogue_only += ["crop_model", "crop_pad", "crop_refine"]
         return {**signature, **{key: self.index.signature.get(key) for key in catalogue_only}}
 
     def embed_queries(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Framing]]:
-        """One vector and framing per query photo. Where the crop network saw several watch-like peaks, each
-        peak's crop was embedded, and the one whose nearest catalogue photo is closest wins: the catalogue knows
-        what a watch looks like better than a heat map does (3 % of the benchmark's photos; benchmarks.md)."""
+        """One vector and framing per query photo (``describe_queries`` without the colours)."""
+        vectors, _, framings = self.describe_queries(images)
+        return vectors, framings
+
+    def describe_queries(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[Framing]]:
+        """One vector, colour descriptor and framing per query photo. Where the crop network saw several
+        watch-like peaks, each peak's crop was embedded, and the one whose nearest catalogue photo is closest wins:
+        the catalogue knows what a watch looks like better than a heat map does (3 % of the benchmark's photos;
+        benchmarks.md)."""
         vectors, cut = self.pipeline.embed_query_candidates(images)
         if len(cut.candidates) == len(images):
-            return vectors, cut.candidates
+            return vectors, cut.colours, cut.candidates
         best_match = self.index.search(vectors, 1)[0][:, 0]
         chosen = []
         for number in range(len(images)):
@@ -131,19 +143,28 @@ class Searcher:
                 kept = "the whole photo" if framing.box is None else f"heat peak {pick - mine[0] + (not whole_first)}"
                 note = f"kept {kept} among {among}, by closest catalogue match"
                 cut.candidates[pick] = Framing(framing.box, framing.confidence, note)
-        return vectors[chosen], [cut.candidates[i] for i in chosen]
+        return vectors[chosen], cut.colours[chosen], [cut.candidates[i] for i in chosen]
+
+    def rerank_scores(self, vector: np.ndarray, colour: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The re-ranker's score of one query against these index rows."""
+        assert self.reranker is not None
+        query = rerank_inputs(self.reranker, vector[None, :], colour[None, :])[0]
+        candidates = rerank_inputs(self.reranker, self.index.vectors[rows], self.index.colours[rows])
+        return self.reranker.score(query, candidates)
 
     def search_images(self, images: Sequence[np.ndarray], names: Sequence[str], k: int) -> list[QueryResult]:
-        vectors, framings = self.embed_queries(images)
+        vectors, colours, framings = self.describe_queries(images)
         depth = max(k, self.config.rerank.top_k if self.reranker is not None else k)
         scores, rows = self.index.search(vectors, depth)
         results = []
-        for name, framing, vector, row_scores, row_ids in zip(names, framings, vectors, scores, rows, strict=True):
+        for name, framing, vector, colour, row_scores, row_ids in zip(
+            names, framings, vectors, colours, scores, rows, strict=True
+        ):
             valid = row_ids >= 0
             row_scores, row_ids = row_scores[valid], row_ids[valid]
             final, order, kept = row_scores, np.arange(len(row_ids)), set()
             if self.reranker is not None and len(row_ids):
-                final = self.reranker.score(vector, self.index.vectors[row_ids])
+                final = self.rerank_scores(vector, colour, row_ids)
                 keep = self.config.rerank
                 order = keep_nearest_order(final, keep.keep_nearest, keep.keep_within)
                 plain = np.argsort(-final, kind="stable")

@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ranking.attributes import choose_attribute_blend, fit_attribute_heads
-from ranking.rerank import SimilarityReranker, keep_nearest_order
+from ranking.attributes import choose_attribute_blend, fit_with_shots
+from ranking.colour import ColourScaling
+from ranking.rerank import SimilarityReranker, keep_nearest_order, prepare_inputs
 from ranking.settings import TripletTrainSettings
-from ranking.similarity import SimilarityNet, from_checkpoint, to_checkpoint
+from ranking.similarity import SimilarityNet, colour_state, from_checkpoint, to_checkpoint
 from ranking.triplet_training import TripletEpochReport, fit_triplets, split_by_anchor
 from tiefwatch.attribute_labels import AttributeLabels, index_row, read_attribute_labels
 from tiefwatch.config import Config
@@ -99,6 +100,9 @@ def train_triplets(
     ``exclude`` names catalogue photos (file names) kept out of the training data: triplets and labels naming one
     are skipped and counted, and no shot is taken of one (a benchmark's query watches). They stay in the index,
     so they can still be a FAISS candidate or the look-alike of another watch's identity triplet.
+
+    Where the index keeps colour descriptors (``index.colour``) and ``train_triplets.colour_weight`` is above 0,
+    the model compares them too (``ranking.colour``); a fine-tuned or resumed model keeps its own choice.
     """
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
@@ -120,23 +124,30 @@ def train_triplets(
         settings.epochs = epochs
     train, val = split_by_anchor(rows, settings.val_fraction, settings.seed)
     views = settings.views if views is None else views
-    vectors = index.vectors
-    if views > 0:
-        vectors, train = with_photo_anchors(index, train, views, config, workspace, verbose)
     checkpoint_path = workspace.models_dir / "similarity.ckpt"
     model_path = Path(out) if out else workspace.similarity_model_path
 
     net: SimilarityNet | None = None
     start_epoch, state = 0, None
+    colour = colour_scaling(index, settings.colour_weight)
     if fine_tune and not resume:
         if not workspace.similarity_model_path.exists():
             raise FileNotFoundError("--fine-tune needs a similarity model in the workspace: run `tiefwatch train`")
-        net = from_checkpoint(torch.load(workspace.similarity_model_path, map_location="cpu", weights_only=True))
+        start = torch.load(workspace.similarity_model_path, map_location="cpu", weights_only=True)
+        net, colour = from_checkpoint(start), _stored_colour(start)
     if resume and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         net, start_epoch, state = from_checkpoint(saved["net"]), int(saved["epoch"]), saved["state"]
+        colour = _stored_colour(saved["net"])
         if verbose:
             stderr_console.print(f"resuming after epoch {start_epoch}")
+    colour_dict = colour.to_state() if colour is not None else None
+    catalog = catalog_inputs(index, colour)
+    inputs, view_owners = catalog, np.zeros(0, np.int64)
+    if views > 0:
+        inputs, train, view_owners = with_photo_anchors(
+            index, train, views, config, workspace, verbose, colour is not None
+        )
 
     def on_epoch(report: TripletEpochReport, current: SimilarityNet, training_state: dict) -> None:
         if verbose:
@@ -145,16 +156,20 @@ def train_triplets(
                 f"accuracy {report.val_accuracy:.3f} (raw backbone {report.backbone_val_accuracy:.3f})"
             )
         torch_save_atomic(
-            {"net": to_checkpoint(current), "epoch": report.epoch, "state": training_state}, checkpoint_path
+            {"net": to_checkpoint(current, colour=colour_dict), "epoch": report.epoch, "state": training_state},
+            checkpoint_path,
         )
 
-    net, reports = fit_triplets(vectors, train, val, settings, net, start_epoch, state, on_epoch)
+    raw_dim = index.vectors.shape[1]
+    prepared = prepare_inputs(inputs, colour)
+    net, reports = fit_triplets(prepared, train, val, settings, net, start_epoch, state, on_epoch, raw_dim)
     best = max(reports, key=lambda r: (r.val_accuracy, -r.val_loss)) if reports else None
     meta = {
         "signature": index.signature,
         "triplets": len(rows),
         "photo_views": views,
         "raw_weight": settings.raw_weight,
+        "colour_weight": settings.colour_weight if colour is not None else 0.0,
         "val_accuracy": best.val_accuracy if best else None,
         "backbone_val_accuracy": best.backbone_val_accuracy if best else None,
         "margin": best.margin if best else None,
@@ -177,9 +192,12 @@ def train_triplets(
                 verbose,
                 keep=(config.rerank.keep_nearest, config.rerank.keep_within),  # ordered as the search orders
             )
-        heads_state, attribute_report = _attribute_heads(net, index.vectors, labelled, settings, identity, verbose)
+        shots = (inputs[len(index) :], view_owners) if settings.attribute_shots else None
+        heads_state, attribute_report = _attribute_heads(
+            SimilarityReranker.from_net(net, colour), catalog, labelled, settings, identity, verbose, shots
+        )
         meta |= {"attribute_weight": attribute_report["weight"], "attribute_training": attribute_report}
-    torch_save_atomic(to_checkpoint(net, meta, heads_state), model_path)
+    torch_save_atomic(to_checkpoint(net, meta, heads_state, colour_dict), model_path)
     config.save(model_path.with_suffix(".config.yaml"))
     SimilarityReranker.load(model_path, workspace.cache_dir)  # its numpy form, so searches need no torch
     return TripletTrainSummary(
@@ -198,41 +216,72 @@ def train_triplets(
     )
 
 
+def colour_scaling(index: CatalogIndex, weight: float) -> ColourScaling | None:
+    """How a new model weighs colour descriptors, from this catalogue's own; None where the index keeps none or
+    ``weight`` is 0."""
+    if weight <= 0 or not index.colours.shape[1] or not len(index):
+        return None
+    return ColourScaling.fit(index.colours, weight)
+
+
+def _stored_colour(checkpoint: dict[str, Any]) -> ColourScaling | None:
+    state = colour_state(checkpoint)
+    return None if state is None else ColourScaling.from_state(state)
+
+
+def catalog_inputs(index: CatalogIndex, colour: ColourScaling | None) -> np.ndarray:
+    """The index's rows as a re-ranker with this colour scaling takes them (``SimilarityReranker.inputs``)."""
+    if colour is None:
+        return index.vectors
+    if index.colours.shape[1] != colour.dim:
+        raise ValueError("the similarity model compares colour descriptors, and the index has none: re-run `index`")
+    return np.hstack([index.vectors, index.colours]).astype(np.float32)
+
+
 def _attribute_heads(
-    net: SimilarityNet,
-    vectors: np.ndarray,
+    base: SimilarityReranker,
+    catalog: np.ndarray,
     labelled: AttributeLabels,
     settings: TripletTrainSettings,
     identity: IdentityCheck | None,
     verbose: bool,
+    shots: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Attribute heads on the labelled photos' index vectors, their regularisation and weight in the score chosen
-    by cross-validated top-5 attribute agreement (the trained projection's cosine blend as the rest of it), among
-    the weights that keep the exact watch first (``identity``)."""
-    base = SimilarityReranker.from_net(net)
+    """Attribute heads on the labelled photos' index rows (``catalog``: as ``base`` takes them), their
+    regularisation and weight in the score chosen by cross-validated top-5 attribute agreement (the trained
+    projection's cosine blend as the rest of it), among the weights that keep the exact watch first
+    (``identity``). ``shots`` (rows as ``base`` takes them, each one's catalogue row): photo-like shots the heads
+    also learn from where their watch is labelled (``train_triplets.attribute_shots``)."""
     base.raw_weight = settings.raw_weight
-    labelled_vectors = vectors[labelled.rows]
+    labelled_vectors = base.prepare(catalog[labelled.rows])  # heads see what the projection sees
+    labelled_shots = None
+    if shots is not None:
+        position = {int(row): number for number, row in enumerate(labelled.rows)}
+        mine = np.array([int(owner) in position for owner in shots[1]], bool)
+        owners = np.array([position[int(owner)] for owner in shots[1][mine]], np.int64)
+        labelled_shots = (base.prepare(shots[0][mine]), owners)
     folds = 5
     with progress_bar("Attribute heads", total=len(settings.attribute_cs) * folds, enabled=verbose) as advance:
         choice = choose_attribute_blend(
             labelled_vectors,
             labelled.labels,
-            base.embed_cosines,
+            base.cosines_prepared,
             cs=settings.attribute_cs,
             weights=settings.attribute_weights,
             folds=folds,
             seed=settings.seed,
             on_fit=advance,
+            shots=labelled_shots,
         )
     identity_report: dict[str, Any] = {}
     if identity is not None and len(identity.owners):
         faiss_order = copy.copy(base)  # the raw cosine alone: what a search without re-ranking returns
         faiss_order.raw_weight = 1.0
-        unranked = identity.recall(faiss_order.score, vectors)
-        recall = {0.0: identity.recall(base.score, vectors)}
+        unranked = identity.recall(faiss_order.score, catalog, base.inputs)
+        recall = {0.0: identity.recall(base.score, catalog, base.inputs)}
         for weight in sorted({w for w in settings.attribute_weights if w > 0}):
-            heads = fit_attribute_heads(labelled_vectors, labelled.labels, choice.best_c(weight))
-            recall[weight] = identity.recall(base.with_attributes(heads, weight).score, vectors)
+            heads = fit_with_shots(labelled_vectors, labelled.labels, choice.best_c(weight), shots=labelled_shots)
+            recall[weight] = identity.recall(base.with_attributes(heads, weight).score, catalog, base.inputs)
         kept = [
             w
             for w, at in recall.items()
@@ -249,9 +298,10 @@ def _attribute_heads(
                 for k in IdentityCheck.KS
             },
         }
-    heads = fit_attribute_heads(labelled_vectors, labelled.labels, choice.c)
+    heads = fit_with_shots(labelled_vectors, labelled.labels, choice.c, shots=labelled_shots)
     report = {
         "labelled": len(labelled.rows),
+        "labelled_shots": 0 if labelled_shots is None else len(labelled_shots[1]),
         "duplicates": labelled.duplicates,
         "attributes": heads.names,
         **choice.as_dict(),
@@ -290,6 +340,7 @@ class IdentityCheck:
     owners: np.ndarray  # (n,) each shot's catalogue row
     candidates: np.ndarray  # (n, K) FAISS candidates, -1 padded
     keep: tuple[int, int] = (0, 0)  # the search's rerank.keep_nearest and keep_within (ranking.rerank)
+    colours: np.ndarray | None = None  # (n, C) the shots' colour descriptors, where the pipeline makes them
 
     @classmethod
     def shoot(
@@ -310,15 +361,22 @@ class IdentityCheck:
         free = np.setdiff1d(pool, busy)
         source = free if len(free) else np.asarray(pool, np.int64)
         rows = np.sort(rng.choice(source, size=min(count, len(source)), replace=False))
-        vectors, owners = simulated_view_vectors(index, rows, 1, pipeline, seed, show_progress)
+        vectors, owners, colours = simulated_view_vectors(index, rows, 1, pipeline, seed, show_progress)
         _, candidates = index.search(vectors, top_k)
-        return cls(vectors, owners, candidates, keep)
+        return cls(vectors, owners, candidates, keep, colours)
 
-    def recall(self, score: Callable[[np.ndarray, np.ndarray], np.ndarray], catalog: np.ndarray) -> dict[int, float]:
+    def recall(
+        self,
+        score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        catalog: np.ndarray,
+        inputs: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
+    ) -> dict[int, float]:
         """Share of shots whose own catalogue row is among the first k of their candidates by ``score``, per k in
-        ``KS``: first, and on the first page of results."""
+        ``KS``: first, and on the first page of results. ``catalog`` rows are as ``score`` takes them; ``inputs``
+        (``SimilarityReranker.inputs``) makes the shots' rows likewise from their vectors and colours."""
+        queries = self.vectors if inputs is None else inputs(self.vectors, self.colours)
         hits = dict.fromkeys(self.KS, 0)
-        for vector, owner, rows in zip(self.vectors, self.owners, self.candidates, strict=True):
+        for vector, owner, rows in zip(queries, self.owners, self.candidates, strict=True):
             rows = rows[rows >= 0]
             if not len(rows):
                 continue
@@ -339,15 +397,24 @@ def _query_pipeline(config: Config, workspace: Workspace) -> Any:
 
 
 def with_photo_anchors(
-    index: CatalogIndex, train: np.ndarray, views: int, config: Config, workspace: Workspace, show_progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Index vectors with simulated photos of the training anchors appended, and the training triplets with
-    (photo, near, far) copies and (photo, own catalogue photo, look-alike) identity triplets added."""
+    index: CatalogIndex,
+    train: np.ndarray,
+    views: int,
+    config: Config,
+    workspace: Workspace,
+    show_progress: bool,
+    colour: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index rows with simulated photos of the training anchors appended, the training triplets with
+    (photo, near, far) copies and (photo, own catalogue photo, look-alike) identity triplets added, and each
+    appended photo's catalogue row. With ``colour`` each row is the vector with its colour descriptor after it."""
     from ranking.triplet_training import hard_negative_triplets
 
     pipeline = _query_pipeline(config, workspace)
     anchors = np.unique(train[:, 0])
-    view_vecs, owners = simulated_view_vectors(index, anchors, views, pipeline, config.seed, show_progress)
+    view_vecs, owners, view_colours = simulated_view_vectors(
+        index, anchors, views, pipeline, config.seed, show_progress
+    )
     offset = len(index)
     views_of: dict[int, list[int]] = {}
     for number, owner in enumerate(owners.tolist()):
@@ -357,7 +424,9 @@ def with_photo_anchors(
         view_vecs, owners, index.vectors, k=5, rng=np.random.default_rng(config.seed), anchor_offset=offset
     )
     vectors = np.vstack([index.vectors, view_vecs]).astype(np.float32)
-    return vectors, np.vstack([train, np.asarray(photo_triplets, np.int64).reshape(-1, 3), identity])
+    if colour:
+        vectors = np.hstack([vectors, np.vstack([index.colours, view_colours])]).astype(np.float32)
+    return vectors, np.vstack([train, np.asarray(photo_triplets, np.int64).reshape(-1, 3), identity]), owners
 
 
 # ------------------------------------------------------------------------------------- photo invariance
@@ -382,23 +451,25 @@ def simulated_view_vectors(
     pipeline: Any,
     seed: int,
     show_progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``views`` photo-like shots of each catalogue row, framed and embedded exactly as a query would be."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``views`` photo-like shots of each catalogue row, framed and embedded exactly as a query would be:
+    (vectors, owners, colour descriptors)."""
     from bbox.synth import PhotoSimulator
     from tiefwatch.images import load_image
     from tiefwatch.progress import progress_bar
 
     simulator = PhotoSimulator(seed=seed)
     rng = np.random.default_rng(seed)
-    vectors, owners = [], []
+    vectors, owners, colours = [], [], []
     pending: list[np.ndarray] = []
     pending_rows: list[int] = []
     batch = pipeline.config.embed.batch_size
 
     def flush() -> None:
         if pending:
-            embedded, _ = pipeline.embed_images(pending)
+            embedded, described, _ = pipeline.describe_images(pending)
             vectors.append(embedded)
+            colours.append(described)
             owners.extend(pending_rows)
             pending.clear()
             pending_rows.clear()
@@ -414,7 +485,7 @@ def simulated_view_vectors(
                     flush()
         advance(len(pending))
         flush()
-    return np.concatenate(vectors), np.asarray(owners, np.int64)
+    return np.concatenate(vectors), np.asarray(owners, np.int64), np.concatenate(colours)
 
 
 def train_invariance(
@@ -449,7 +520,7 @@ def train_invariance(
     n_val = max(1, len(order) // 10)
     val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
 
-    view_vecs, owners = simulated_view_vectors(index, usable, views, pipeline, config.seed, show_progress)
+    view_vecs, owners, _ = simulated_view_vectors(index, usable, views, pipeline, config.seed, show_progress)
     is_val = np.isin(owners, val_rows)
     settings = copy.deepcopy(config.train_invariance)
     if epochs is not None:

@@ -137,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     index_catalog(args.catalog, workspace, config, show_progress=True)
     index = CatalogIndex.load(workspace.index_path, config)
     row_of = {entry.path: i for i, entry in enumerate(index.entries)}
-    catalog = unit(index.vectors)
 
     attributes = read_attributes(args.judged / "attributes.csv")
     direct = {half: judged_triplets(args.judged / f"direct-{half}.csv") for half in ("A", "B")}
@@ -191,10 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     gallery_names = sorted(name for name in attributes if half_of(name) == "B")
     needed = np.unique(np.concatenate([test_rows, [row_of[n] for n in gallery_names]]))
     pipeline = Pipeline.from_config(config, load_cropper(config, workspace), cache_dir=workspace.cache_dir)
-    photo_vecs, owners = simulated_view_vectors(index, needed, 1, pipeline, seed=args.seed + 11)
-    photo_of = {int(owner): vector for owner, vector in zip(owners, unit(photo_vecs), strict=True)}
+    photo_vecs, owners, photo_colours = simulated_view_vectors(index, needed, 1, pipeline, seed=args.seed + 11)
+    # Each row as the re-ranker takes it (the vector, with its colour descriptor after it where the model compares
+    # colour); "raw" reads the backbone part alone.
+    photo_of = {int(o): v for o, v in zip(owners, reranker.inputs(photo_vecs, photo_colours), strict=True)}
+    catalog = reranker.inputs(index.vectors, index.colours)
+    dim = index.vectors.shape[1]
 
-    raw = unit
+    def raw(rows: np.ndarray) -> np.ndarray:
+        return unit(np.asarray(rows)[:, :dim])
+
     learned = reranker.embed  # the re-ranking score's space (learned cosine blended with the raw one)
     figures: dict = {"command": command, "train": summary.as_dict(), "sets": {}, "agreement": {}}
     test_sets = [("judged directly", direct["B"]), ("from attributes (clear calls)", derived_by_half["B"])]
@@ -209,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["sets"][name] = {
             "triplets": len(test),
             "anchors": len(np.unique(test[:, 0])),
-            "catalogue anchor": {"raw": accuracy(catalog, test), "trained": accuracy(learned(catalog), test)},
+            "catalogue anchor": {"raw": accuracy(raw(catalog), test), "trained": accuracy(learned(catalog), test)},
             "photo anchor": {
                 "raw": photo_anchor_accuracy(photo_of, catalog, test, raw),
                 "trained": photo_anchor_accuracy(photo_of, catalog, test, learned),
@@ -237,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["invariance"] = invariance
     figures["train_sizes"] = {"direct A": len(direct["A"]), "derived A": len(derived_by_half["A"])}
     figures["attribute_weight"] = reranker.attribute_weight if reranker.attributes is not None else None
+    figures["colour_weight"] = config.train_triplets.colour_weight if reranker.colour is not None else 0.0
 
     text = render(figures)
     if args.json:
@@ -284,6 +290,7 @@ def render(f: dict) -> str:
         f"{f['train_sizes']['derived A']} attribute triplets, each anchor also as {f['views']} photo-like shots; "
         f"margin {t['margin']}, {len(t['epochs'])} epochs, "
         f"{t['seconds']:.0f} s. Half B's watches never appear in training, as anchor or as candidate."
+        + _colour_note(f.get("colour_weight", 0.0))
         + _attribute_note(t.get("attributes"))
         + _backbone_note(f.get("backbone_weights", "imagenet")),
         "",
@@ -333,11 +340,23 @@ def render(f: dict) -> str:
     return "\n".join(lines)
 
 
+def _colour_note(weight: float) -> str:
+    if not weight:
+        return " The model reads the backbone vectors alone."
+    return (
+        " The model reads each crop's colour descriptor beside its backbone vector (`ranking.colour`, each number"
+        f" standardised and weighted {weight:g}); the raw backbone figures do not."
+    )
+
+
 def _attribute_note(attributes: dict | None) -> str:
     if not attributes:
         return " No attribute heads (`--no-attributes`)."
+    shots = attributes.get("labelled_shots", 0)
+    shot_note = f" and the {shots} photo-like shots taken of them" if shots else ""
     return (
-        f" Attribute heads (`train-triplets --attributes`) from half A's {attributes['labelled']} labelled watches;"
+        f" Attribute heads (`train-triplets --attributes`) from half A's {attributes['labelled']} labelled watches"
+        f"{shot_note};"
         f" their share of the score, {attributes['weight']:g} (C {attributes['c']:g}), was chosen by"
         f" {attributes['folds']}-fold cross-validated top-5 agreement among those watches alone"
         + _identity_note(attributes)

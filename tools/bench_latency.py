@@ -48,13 +48,14 @@ def warm_stages(searcher: Searcher, paths: list[Path]) -> dict[str, list[float]]
         t2 = time.perf_counter()
         vector = mean_rows(searcher.pipeline.embedder.embed(cut.crops), cut.owners, len(cut.candidates))
         t3 = time.perf_counter()
-        if len(vector) > 1:  # several heat peaks: the one closest to the catalogue (Searcher.embed_queries)
-            vector = vector[[int(np.argmax(searcher.index.search(vector, 1)[0][:, 0]))]]
+        pick = 0
+        if len(vector) > 1:  # several heat peaks: the one closest to the catalogue (Searcher.describe_queries)
+            pick = int(np.argmax(searcher.index.search(vector, 1)[0][:, 0]))
+        vector = vector[[pick]]
         _, rows = searcher.index.search(vector, max(k, depth))
         t4 = time.perf_counter()
         if searcher.reranker is not None:
-            valid = rows[0][rows[0] >= 0]
-            searcher.reranker.score(vector[0], searcher.index.vectors[valid])
+            searcher.rerank_scores(vector[0], cut.colours[pick], rows[0][rows[0] >= 0])
         t5 = time.perf_counter()
         for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0), strict=True):
             stages[name].append(seconds * 1000)

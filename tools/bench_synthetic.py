@@ -37,13 +37,15 @@ def accuracies(index: CatalogIndex, model: SimilarityReranker, triplets: list[tu
     the catalogue photo; "trained" is the score a search re-ranks by (raw cosine blended in by ``raw_weight``)."""
     row_of = {Path(e.path).name: i for i, e in enumerate(index.entries)}
     ids = np.array([[row_of[name] for name in triplet] for triplet in triplets])
-    anchor, near, far = (index.vectors[ids[:, i]] for i in range(3))
+    rows = model.inputs(index.vectors, index.colours)  # with colour descriptors where the model compares them
+    anchor, near, far = (rows[ids[:, i]] for i in range(3))
+    dim = index.vectors.shape[1]
 
     def share(space) -> float:  # rows of ``space`` dot to the score being measured
         a, n, f = (space(v) for v in (anchor, near, far))
         return float(np.mean(np.sum(a * n, 1) > np.sum(a * f, 1)))
 
-    return share(lambda v: v), share(model.embed), share(model.project)
+    return share(lambda v: v[:, :dim]), share(model.embed), share(model.project)
 
 
 def measure(root: Path, size: int, args: argparse.Namespace) -> list[str]:

@@ -111,3 +111,39 @@ def test_a_blend_choice_can_be_narrowed_to_the_weights_that_keep_the_exact_watch
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _as_photos(vectors: np.ndarray) -> np.ndarray:
+    """What a phone does to these vectors here: the shape code moves to other dimensions, the strap code stays."""
+    photos = vectors.copy()
+    photos[:, 10:13], photos[:, :3] = vectors[:, :3], 0.0
+    return photos
+
+
+def test_shots_teach_the_heads_to_name_photos_and_a_fold_uses_only_its_own_watches_shots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ranking.attributes
+
+    x, labels = labelled_vectors(120, seed=0)
+    owners = np.repeat(np.arange(120), 2)
+    shots = (_as_photos(x[owners] + np.random.default_rng(3).normal(0, 0.1, (240, 32)).astype(np.float32)), owners)
+    test_x, test_labels = labelled_vectors(60, seed=1)
+    test_photos = _as_photos(test_x)
+
+    def shape_hits(heads: AttributeHeads) -> float:
+        predicted = heads.predict(test_photos)
+        return float(np.mean([p["shape"][0] == t for p, t in zip(predicted, test_labels["shape"], strict=True)]))
+
+    catalogue_only = ranking.attributes.fit_with_shots(x, labels, 30.0)
+    with_shots = ranking.attributes.fit_with_shots(x, labels, 30.0, shots=shots)
+    assert shape_hits(catalogue_only) < 0.6 < 0.9 < shape_hits(with_shots)
+
+    fits: list[int] = []
+    real_fit = ranking.attributes.fit_attribute_heads
+    monkeypatch.setattr(
+        ranking.attributes, "fit_attribute_heads", lambda v, lab, c=30.0: fits.append(len(v)) or real_fit(v, lab, c)
+    )
+    choose_attribute_blend(x, labels, lambda v: v / np.linalg.norm(v, axis=1, keepdims=True), cs=(30.0,),
+                           weights=(0.0, 0.5), folds=4, shots=shots)  # fmt: skip
+    assert fits == [90 + 2 * 90] * 4  # each fold: its 90 watches and their 180 shots, never the held-out 30's

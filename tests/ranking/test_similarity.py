@@ -170,3 +170,57 @@ def test_attribute_heads_for_other_vectors_are_refused() -> None:
     heads = AttributeHeads.from_state(attribute_state(input_dim=16))
     with pytest.raises(ValueError, match="16-d vectors"):
         SimilarityReranker(np.zeros((8, 32), np.float32), "x", attributes=heads, attribute_weight=0.5)
+
+
+def _colour_model(raw_dim: int = 32, colour_dim: int = 4, weight: float = 0.5):
+    """A re-ranker whose projection reads only the colour columns: it ranks by colour alone."""
+    from ranking.colour import ColourScaling
+
+    colours = np.random.default_rng(7).normal(size=(200, colour_dim)).astype(np.float32)
+    scaling = ColourScaling(np.zeros(colour_dim, np.float32), np.full(colour_dim, weight, np.float32))
+    projection = np.zeros((colour_dim, raw_dim + colour_dim), np.float32)
+    projection[:, raw_dim:] = np.eye(colour_dim)
+    return SimilarityReranker(projection, "similarity:colour", colour=scaling), colours
+
+
+def test_a_colour_model_takes_vectors_with_their_colours_and_ranks_by_them() -> None:
+    reranker, colours = _colour_model()
+    vectors = unit_rows(6, 32, 11)
+    assert (reranker.raw_dim, reranker.colour_dim, reranker.input_dim) == (32, 4, 36)
+    with pytest.raises(ValueError, match="re-run `tiefwatch index`"):
+        reranker.inputs(vectors)  # no colours: refused, not guessed
+    with pytest.raises(ValueError, match="re-run `tiefwatch index`"):
+        reranker.inputs(vectors, np.zeros((6, 0), np.float32))  # an index built without them
+    inputs = reranker.inputs(vectors, colours[:6])
+    assert inputs.shape == (6, 36)
+    np.testing.assert_array_equal(inputs[:, :32], vectors)
+
+    # the query wears candidate 3's colours: the colour-only projection puts it first
+    query = reranker.inputs(unit_rows(1, 32, 12), colours[3:4])[0]
+    assert int(np.argmax(reranker.score(query, inputs))) == 3
+    # the raw share of the score reads the backbone part alone: at raw weight 1 it is the plain cosine
+    reranker.raw_weight = 1.0
+    np.testing.assert_allclose(reranker.score(query, inputs), vectors @ query[:32], atol=1e-5)
+
+
+def test_colour_scaling_travels_in_checkpoint_cache_and_fingerprint(tmp_path) -> None:
+    from ranking.colour import ColourScaling
+
+    net = random_net(input_dim=36, seed=4)
+    colours = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
+    scaling = ColourScaling.fit(colours, 0.1)
+    plain = to_checkpoint(net, {"raw_weight": 0.6})
+    coloured = to_checkpoint(net, {"raw_weight": 0.6}, colour=scaling.to_state())
+    assert coloured["fingerprint"] != plain["fingerprint"]
+    path = tmp_path / "model.pt"
+    torch.save(coloured, path)
+    first = SimilarityReranker.load(path, tmp_path)  # writes the numpy cache
+    cached = SimilarityReranker.load(path, tmp_path)  # reads it
+    assert first.colour_dim == cached.colour_dim == 4 and first.raw_dim == 32
+    assert first.fingerprint == cached.fingerprint == coloured["fingerprint"]
+    rows = np.hstack([unit_rows(20, 32, 2), colours[:20]])
+    np.testing.assert_array_equal(first.score(rows[0], rows[1:]), cached.score(rows[0], rows[1:]))
+    # the numpy projection is the net on the prepared rows: unit backbone vector, then scaled colours
+    prepared = np.hstack([rows[:, :32], scaling.apply(colours[:20])]).astype(np.float32)
+    np.testing.assert_allclose(first.prepare(rows), prepared, atol=1e-6)
+    np.testing.assert_allclose(first.project(rows), net.embed(prepared), atol=1e-5)

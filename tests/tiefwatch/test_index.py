@@ -156,3 +156,52 @@ def test_catalogue_views_shape_the_vectors_reproducibly_and_rebuild_when_changed
     )
     rebuilt = index_catalog(catalog_dir, views_ws, views_ws.load_config(overrides=fast_overrides))
     assert rebuilt.rebuilt_reason == "embedding settings changed" and rebuilt.added == 6
+
+
+def test_colour_descriptors_are_kept_beside_the_vectors(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]
+) -> None:
+    import json
+
+    from ranking.colour import COLOUR_DIM, colour_descriptor
+    from ranking.features import backbone_pixels
+    from tiefwatch.images import load_image
+    from tiefwatch.pipeline import Pipeline
+
+    workspace = Workspace(tmp_path / "ws")
+    config = workspace.load_config(overrides=fast_overrides)
+    index_catalog(catalog_dir, workspace, config)
+    index = CatalogIndex.load(workspace.index_path)
+    assert index.colours.shape == (6, COLOUR_DIM) and index.signature["catalog_colour"] == 1
+    # each row describes its own photo as framed for the backbone (the cut-out crop, light-normalised)
+    pipeline = Pipeline.from_config(config)
+    row = [e.path for e in index.entries].index("w2.png")
+    crop, _ = pipeline.frame_without_model(load_image(catalog_dir / "w2.png"))
+    expected = colour_descriptor(backbone_pixels(crop, 96, config.backbone.light_norm))
+    np.testing.assert_allclose(index.colours[row], expected, atol=1e-6)
+    assert len({tuple(np.round(c, 4)) for c in index.colours}) == 6  # six drawn watches, six descriptions
+
+    save_image(catalog_dir / "new.png", draw_watch(12))  # an update keeps the others' colours as they were
+    index_catalog(catalog_dir, workspace, config)
+    updated = CatalogIndex.load(workspace.index_path)
+    same = [e.path for e in updated.entries].index("w2.png")
+    np.testing.assert_array_equal(updated.colours[same], index.colours[row])
+
+    # an index written before colour descriptors still loads, with none, and still answers searches
+    with np.load(workspace.index_path) as data:
+        arrays = {key: data[key] for key in data.files if key != "colours"}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    del meta["signature"]["catalog_colour"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(workspace.index_path, **arrays)
+    old = CatalogIndex.load(workspace.index_path)
+    assert old.colours.shape == (7, 0) and meta["format"] == 1
+    from tiefwatch.search import search
+
+    found = search([catalog_dir / "w2.png"], workspace=workspace, config=config)[0]
+    assert found.error is None and found.results[0].path.endswith("w2.png")
+
+    off = Workspace(tmp_path / "off")
+    index_catalog(catalog_dir, off, off.load_config(overrides=[*fast_overrides, "index.colour=false"]))
+    bare = CatalogIndex.load(off.index_path)
+    assert bare.colours.shape == (7, 0) and bare.signature["catalog_colour"] is None

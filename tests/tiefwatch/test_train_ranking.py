@@ -149,7 +149,7 @@ def test_attribute_labels_add_heads_that_search_uses(drawn_workspace, tmp_path: 
     from tiefwatch.index import CatalogIndex
 
     index = CatalogIndex.load(workspace.index_path, workspace.load_config())
-    predicted = reranker.attributes.predict(index.vectors)
+    predicted = reranker.predict_attributes(reranker.inputs(index.vectors, index.colours))
     truth = {path.name: attrs.shape for path, attrs in catalog}
     hits = [p["shape"][0] == truth[Path(e.path).name] for p, e in zip(predicted, index.entries, strict=True)]
     assert np.mean(hits) > 0.8
@@ -176,7 +176,7 @@ def test_a_share_that_costs_the_exact_watch_its_place_is_not_chosen(
     attributes_csv = catalog[0][0].parent / "attributes.csv"
 
     # the attribute share as the check sees it: each 0.1 of it costs 1 shot in 20 its first place or first page
-    def recall(self: IdentityCheck, score, catalog: np.ndarray) -> dict[int, float]:
+    def recall(self: IdentityCheck, score, catalog: np.ndarray, inputs=None) -> dict[int, float]:
         return {k: 1 - score.__self__.attribute_weight / 2 if k == costs else 1.0 for k in (1, 10)}
 
     monkeypatch.setattr(IdentityCheck, "recall", recall)
@@ -225,3 +225,44 @@ def test_held_out_photos_are_kept_out_of_triplets_labels_and_shots(drawn_workspa
     assert 0 < summary.held_out_skipped == naming and summary.triplets == 600 - naming
     assert summary.attributes["labelled"] == 30
     assert summary.attributes["identity_views"] == 30  # the other 30 watches are shot, the held-out 10 never
+
+
+def test_the_model_compares_colours_where_the_index_keeps_them(
+    drawn_workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ranking.rerank
+    from ranking.colour import COLOUR_DIM
+    from ranking.rerank import SimilarityReranker
+    from tiefwatch.index import CatalogIndex, CatalogIndexError
+    from tiefwatch.search import Searcher
+
+    workspace, csv_path, catalog = drawn_workspace
+    index = CatalogIndex.load(workspace.index_path, workspace.load_config())
+    assert index.colours.shape == (len(index), COLOUR_DIM)
+    coloured = train_triplets(csv_path, workspace, epochs=1, verbose=False, out=tmp_path / "colour.pt")
+    model = SimilarityReranker.load(coloured.model)
+    assert (model.raw_dim, model.colour_dim) == (index.dim, COLOUR_DIM)
+    without = workspace.load_config(overrides=["train_triplets.colour_weight=0"])
+    plain = train_triplets(csv_path, workspace, without, epochs=1, verbose=False, out=tmp_path / "plain.pt")
+    plain_model = SimilarityReranker.load(plain.model)
+    assert plain_model.colour is None and plain_model.input_dim == index.dim
+
+    # the same catalogue indexed without colours: a colour model is refused with what to do, a plain one serves
+    bare = Workspace(tmp_path / "bare")
+    bare_config = bare.load_config(
+        overrides=["backbone.image_size=96", "crop.enabled=false", "embed.engine=torch", "index.colour=false"]
+    )
+    index_catalog(catalog[0][0].parent, bare, bare_config)
+    assert CatalogIndex.load(bare.index_path).colours.shape == (len(catalog), 0)
+    with pytest.raises(CatalogIndexError, match="re-run `tiefwatch index`"):
+        Searcher(bare, bare_config.merged(overrides=[f"rerank.model={coloured.model}"]))
+    served = Searcher(bare, bare_config.merged(overrides=[f"rerank.model={plain.model}"]))
+    assert served.search_paths([catalog[0][0]], k=3, show_progress=False)[0].reranked
+    # as the package's default, a colour model is left out quietly where the index keeps no colours
+    monkeypatch.setattr(ranking.rerank, "DEFAULT_MODEL", Path(coloured.model))
+    assert Searcher(bare, bare_config).reranker is None
+    import shutil
+
+    fresh = Workspace(tmp_path / "fresh")  # the coloured index with no model of its own: the default serves it
+    shutil.copytree(workspace.root / "index", fresh.root / "index")
+    assert Searcher(fresh, workspace.load_config()).reranker.fingerprint == model.fingerprint

@@ -21,6 +21,7 @@ def test_accuracies_score_raw_blended_and_learned_separately() -> None:
     index = SimpleNamespace(
         entries=[SimpleNamespace(path=f"cat/{name}.png") for name in photos],
         vectors=np.asarray(list(photos.values()), np.float32),
+        colours=np.zeros((len(photos), 0), np.float32),  # a model without colour takes the vectors alone
     )
     model = SimilarityReranker(np.eye(2, 3, dtype=np.float32), "test", raw_weight=0.5)
     triplets = [(f"a{i}.png", f"n{i}.png", f"f{i}.png") for i in (1, 2, 3)]
