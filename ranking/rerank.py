@@ -188,14 +188,7 @@ class SimilarityReranker:
     def inputs(self, vectors: np.ndarray, colours: np.ndarray | None = None) -> np.ndarray:
         """What ``score`` and ``embed`` take: backbone vectors (N, D), with their colour descriptors (N, C) after
         them where the model uses colour. A model that does and no colours is a clear error, not a silent guess."""
-        vectors = np.asarray(vectors, np.float32)
-        if self.colour is None:
-            return vectors
-        if colours is None or np.asarray(colours).shape[-1] != self.colour_dim:
-            raise ValueError(
-                "this similarity model compares colour descriptors, and the index has none: re-run `tiefwatch index`"
-            )
-        return np.concatenate([vectors, np.asarray(colours, np.float32)], axis=-1)
+        return join_colours(vectors, colours, self.colour)
 
     def prepare(self, inputs: np.ndarray) -> np.ndarray:
         """Input rows -> what the projection and heads were trained on (``prepare_inputs``)."""
@@ -251,6 +244,19 @@ class SimilarityReranker:
         with _single_blas_thread():
             embedded = self.embed(np.vstack([np.asarray(query, np.float32).reshape(1, -1), candidates]))
         return embedded[1:] @ embedded[0]
+
+
+def join_colours(vectors: np.ndarray, colours: np.ndarray | None, colour: ColourScaling | None) -> np.ndarray:
+    """Input rows for a model with this colour scaling: the vectors alone where it has none, else each vector with
+    its colour descriptor after it; missing descriptors are a clear error, not a silent guess."""
+    vectors = np.asarray(vectors, np.float32)
+    if colour is None:
+        return vectors
+    if colours is None or np.asarray(colours).shape[-1] != colour.dim:
+        raise ValueError(
+            "this similarity model compares colour descriptors, and the index has none: re-run `tiefwatch index`"
+        )
+    return np.concatenate([vectors, np.asarray(colours, np.float32)], axis=-1)
 
 
 def prepare_inputs(inputs: np.ndarray, colour: ColourScaling | None) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 
 from ranking.attributes import choose_attribute_blend, fit_with_shots
 from ranking.colour import ColourScaling
-from ranking.rerank import SimilarityReranker, keep_nearest_order, prepare_inputs
+from ranking.rerank import SimilarityReranker, join_colours, keep_nearest_order, prepare_inputs
 from ranking.settings import TripletTrainSettings
 from ranking.similarity import SimilarityNet, colour_state, from_checkpoint, to_checkpoint
 from ranking.triplet_training import TripletEpochReport, fit_triplets, split_by_anchor
@@ -142,12 +142,10 @@ def train_triplets(
         if verbose:
             stderr_console.print(f"resuming after epoch {start_epoch}")
     colour_dict = colour.to_state() if colour is not None else None
-    catalog = catalog_inputs(index, colour)
+    catalog = join_colours(index.vectors, index.colours, colour)  # the index's rows as the model takes them
     inputs, view_owners = catalog, np.zeros(0, np.int64)
     if views > 0:
-        inputs, train, view_owners = with_photo_anchors(
-            index, train, views, config, workspace, verbose, colour is not None
-        )
+        inputs, train, view_owners = with_photo_anchors(index, train, views, config, workspace, verbose, colour)
 
     def on_epoch(report: TripletEpochReport, current: SimilarityNet, training_state: dict) -> None:
         if verbose:
@@ -227,15 +225,6 @@ def colour_scaling(index: CatalogIndex, weight: float) -> ColourScaling | None:
 def _stored_colour(checkpoint: dict[str, Any]) -> ColourScaling | None:
     state = colour_state(checkpoint)
     return None if state is None else ColourScaling.from_state(state)
-
-
-def catalog_inputs(index: CatalogIndex, colour: ColourScaling | None) -> np.ndarray:
-    """The index's rows as a re-ranker with this colour scaling takes them (``SimilarityReranker.inputs``)."""
-    if colour is None:
-        return index.vectors
-    if index.colours.shape[1] != colour.dim:
-        raise ValueError("the similarity model compares colour descriptors, and the index has none: re-run `index`")
-    return np.hstack([index.vectors, index.colours]).astype(np.float32)
 
 
 def _attribute_heads(
@@ -403,7 +392,7 @@ def with_photo_anchors(
     config: Config,
     workspace: Workspace,
     show_progress: bool,
-    colour: bool = False,
+    colour: ColourScaling | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index rows with simulated photos of the training anchors appended, the training triplets with
     (photo, near, far) copies and (photo, own catalogue photo, look-alike) identity triplets added, and each
@@ -424,8 +413,7 @@ def with_photo_anchors(
         view_vecs, owners, index.vectors, k=5, rng=np.random.default_rng(config.seed), anchor_offset=offset
     )
     vectors = np.vstack([index.vectors, view_vecs]).astype(np.float32)
-    if colour:
-        vectors = np.hstack([vectors, np.vstack([index.colours, view_colours])]).astype(np.float32)
+    vectors = join_colours(vectors, np.vstack([index.colours, view_colours]), colour)
     return vectors, np.vstack([train, np.asarray(photo_triplets, np.int64).reshape(-1, 3), identity]), owners
 
 
