@@ -88,6 +88,9 @@ class SimilarityReranker:
             raise ValueError(f"attribute heads take {attributes.input_dim}-d vectors, the projection {self.input_dim}")
         self.attributes = attributes
         self.attribute_weight = float(attribute_weight) if attributes is not None else 0.0
+        # search-time settings (``rerank.expand``, ``rerank.expand_alpha``), not part of the model
+        self.expand = 0
+        self.expand_alpha = 3.0
         _blas_controller()  # found once here (about 10 ms), not inside the first query
 
     @classmethod
@@ -98,9 +101,11 @@ class SimilarityReranker:
 
     def with_attributes(self, attributes: AttributeHeads | None, weight: float) -> SimilarityReranker:
         """The same projection and raw share with these heads at this share (a candidate blend to try)."""
-        return SimilarityReranker(
+        other = SimilarityReranker(
             self._projection_t.T, self.fingerprint, self.signature, self.raw_weight, attributes, weight, self.colour
         )
+        other.expand, other.expand_alpha = self.expand, self.expand_alpha
+        return other
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> SimilarityReranker:
@@ -237,13 +242,40 @@ class SimilarityReranker:
 
     def score(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Similarity of one query (D,) to each of K candidates (K, D): (K,) float32, higher = closer; the learned
-        cosine, blended with the raw one by ``raw_weight``."""
+        cosine, blended with the raw one by ``raw_weight``, of the query as ``expand`` widens it."""
         candidates = np.asarray(candidates, np.float32).reshape(-1, self.input_dim)
         if not len(candidates):
             return np.zeros(0, np.float32)
         with _single_blas_thread():
             embedded = self.embed(np.vstack([np.asarray(query, np.float32).reshape(1, -1), candidates]))
-        return embedded[1:] @ embedded[0]
+        return embedded[1:] @ self.widen(embedded[0], embedded[1:])
+
+    def widen(self, query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """A query row of ``embed`` widened by its ``expand`` closest candidate rows (``expand_query``), except
+        for the raw cosine's share, which stays the query's own: that share is what keeps the exact watch near the
+        top, and widening it too cost recall@5 of the retrieval benchmark's photos 0.017 against 0.007."""
+        widened = expand_query(query, candidates, self.expand, self.expand_alpha)
+        if self.expand and self.raw_weight:
+            widened[: self.raw_dim] = query[: self.raw_dim]
+        return widened
+
+
+def expand_query(query: np.ndarray, candidates: np.ndarray, count: int, alpha: float = 3.0) -> np.ndarray:
+    """The query row plus its ``count`` closest candidate rows, each weighted by its score to the query raised to
+    ``alpha`` (alpha query expansion, Radenovic et al., TPAMI 2018), scaled back to the query's length.
+
+    Why: a phone photo's colours and outline are less sure than a catalogue photo's, and its closest catalogue
+    photos (usually the watch itself, when the shop has it) describe it more cleanly; the query still counts most,
+    with weight 1 against at most 1 for a candidate as close as the query is to itself."""
+    query = np.asarray(query, np.float32)
+    if count <= 0 or not len(candidates):
+        return query
+    own = float(query @ query)
+    scores = candidates @ query
+    top = np.argsort(-scores, kind="stable")[:count]
+    weights = np.clip(scores[top] / max(own, 1e-12), 0.0, None) ** alpha
+    expanded = query + weights @ candidates[top]
+    return (expanded * np.sqrt(own / max(float(expanded @ expanded), 1e-12))).astype(np.float32)
 
 
 def join_colours(vectors: np.ndarray, colours: np.ndarray | None, colour: ColourScaling | None) -> np.ndarray:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tiefwatch.config import Config
 from tiefwatch.pipeline import Cropper, Reranker
 from tiefwatch.workspace import Workspace
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def _first_existing(*candidates: str | Path | None) -> Path | None:
@@ -73,6 +74,13 @@ def load_reranker(
         return None
     if config.rerank.attribute_weight >= 0 and reranker.attributes is not None:
         reranker.attribute_weight = min(float(config.rerank.attribute_weight), 1.0)
+    return with_query_expansion(reranker, config)
+
+
+def with_query_expansion(reranker: R, config: Config) -> R:
+    """The search's query expansion (``rerank.expand``) on a re-ranker that offers it; returned for chaining."""
+    if hasattr(reranker, "expand"):
+        reranker.expand, reranker.expand_alpha = max(0, config.rerank.expand), config.rerank.expand_alpha
     return reranker
 
 

@@ -191,9 +191,10 @@ def train_triplets(
                 keep=(config.rerank.keep_nearest, config.rerank.keep_within),  # ordered as the search orders
             )
         shots = (inputs[len(index) :], view_owners) if settings.attribute_shots else None
-        heads_state, attribute_report = _attribute_heads(
-            SimilarityReranker.from_net(net, colour), catalog, labelled, settings, identity, verbose, shots
-        )
+        from tiefwatch.models import with_query_expansion
+
+        base = with_query_expansion(SimilarityReranker.from_net(net, colour), config)  # ranked as a search ranks
+        heads_state, attribute_report = _attribute_heads(base, catalog, labelled, settings, identity, verbose, shots)
         meta |= {"attribute_weight": attribute_report["weight"], "attribute_training": attribute_report}
     torch_save_atomic(to_checkpoint(net, meta, heads_state, colour_dict), model_path)
     config.save(model_path.with_suffix(".config.yaml"))
@@ -265,7 +266,7 @@ def _attribute_heads(
     identity_report: dict[str, Any] = {}
     if identity is not None and len(identity.owners):
         faiss_order = copy.copy(base)  # the raw cosine alone: what a search without re-ranking returns
-        faiss_order.raw_weight = 1.0
+        faiss_order.raw_weight, faiss_order.expand = 1.0, 0
         unranked = identity.recall(faiss_order.score, catalog, base.inputs)
         recall = {0.0: identity.recall(base.score, catalog, base.inputs)}
         for weight in sorted({w for w in settings.attribute_weights if w > 0}):

@@ -145,6 +145,8 @@ def test_attribute_labels_add_heads_that_search_uses(drawn_workspace, tmp_path: 
     assert load_reranker(own, workspace).attribute_weight == report["weight"]  # -1: the model's own share
     chosen = own.merged(overrides=["rerank.attribute_weight=0.25"])
     assert load_reranker(chosen, workspace).attribute_weight == 0.25  # a shop's choice at search time
+    assert load_reranker(own, workspace).expand == own.rerank.expand  # the search's query expansion
+    assert load_reranker(own.merged(overrides=["rerank.expand=0"]), workspace).expand == 0
     # the heads learned the drawn watches' shapes: they name most of them right
     from tiefwatch.index import CatalogIndex
 
