@@ -152,7 +152,9 @@ class LabelApp:
         if reranker is not None:
             rows = np.r_[anchor, np.asarray(candidates, np.int64)]
             inputs = rerank_inputs(reranker, self.index.vectors[rows], self.index.colours[rows])
-            return np.asarray(reranker.score(inputs[0], inputs[1:]), dtype=np.float32)
+            # the anchor among its own candidates, as a search of its catalogue photo finds it: a query widened
+            # by its closest candidate (rerank.expand) is then widened by itself, as it is in the search
+            return np.asarray(reranker.score(inputs[0], inputs)[1:], dtype=np.float32)
         return self.index.vectors[candidates] @ query
 
     # -------------------------------------------------------------- labels so far

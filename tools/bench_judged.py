@@ -15,7 +15,6 @@ Example (writes the ``judged`` section of docs/benchmarks.md)::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import shlex
 import sys
@@ -37,7 +36,6 @@ from judged_set import (
 )
 
 from ranking.rerank import SimilarityReranker
-from ranking.triplet_training import triplet_accuracy
 from tiefwatch.index import CatalogIndex, index_catalog
 from tiefwatch.models import load_cropper, with_query_expansion
 from tiefwatch.pipeline import Pipeline
@@ -60,10 +58,6 @@ def triplet_csv(path: Path, triplets: list[tuple[str, str, str]]) -> Path:
 
 def judged_triplets(path: Path) -> list[tuple[str, str, str]]:
     return [(t.anchor, t.near, t.far) for t in read_triplets(path).triplets]
-
-
-def accuracy(similarity: np.ndarray, rows: np.ndarray) -> float:
-    return triplet_accuracy(similarity, rows) if len(rows) else float("nan")
 
 
 def anchor_accuracy(anchors: dict[int, np.ndarray], catalog: np.ndarray, rows: np.ndarray) -> float:
@@ -239,14 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     everything = np.arange(len(index), dtype=np.int64)
     top_k = config.rerank.top_k
 
-    # Anchors in each space: raw (FAISS order), trained without query expansion, trained as a search ranks
+    # Anchors in each space: raw (FAISS order), trained as a search ranks, trained as they are (not widened)
     def anchors(queries: np.ndarray, allowed: list[np.ndarray]) -> dict[str, np.ndarray]:
-        plain = copy.copy(reranker)
-        plain.expand = 0
         return {
             "raw": unit(queries[:, :dim]),
             "trained": as_searched(reranker, queries, embedded, raw_catalog, allowed, top_k),
-            "no expansion": plain.embed(queries),
+            "no expansion": reranker.embed(queries),
         }
 
     spaces = {"raw": raw_catalog, "trained": embedded, "no expansion": embedded}

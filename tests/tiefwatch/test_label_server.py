@@ -364,3 +364,24 @@ def test_parallel_annotators_and_processes_lose_and_double_nothing(
     assert len(keys) == len(set(keys))  # nothing doubled
     assert set(keys) == set(http_keys) | set(process_keys)  # nothing lost
     assert read_triplets(csv_path, catalog_root=CatalogIndex.load(workspace.index_path).root).duplicates == 0
+
+
+def test_model_scores_rank_candidates_as_a_search_of_the_anchors_catalogue_photo_would(
+    labelled_workspace: tuple[Workspace, Config, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search widens its query by its closest candidate (rerank.expand); a catalogue photo's closest is itself,
+    so the labelling tool's ranking of other watches for it must not lean toward any one of them."""
+    from ranking.rerank import SimilarityReranker
+
+    workspace, config, csv_path = labelled_workspace
+    reranker = SimilarityReranker(np.random.default_rng(3).normal(size=(8, 16)).astype(np.float32), "real")
+    reranker.expand = 1
+    monkeypatch.setattr("tiefwatch.label.load_reranker", lambda *args, **kwargs: reranker)
+    workspace.similarity_model_path.parent.mkdir(parents=True, exist_ok=True)
+    workspace.similarity_model_path.write_bytes(b"model")
+    app = LabelApp(workspace, config, csv_path)
+    candidates = np.arange(1, len(app.index))
+    widened = app.model_scores(0, candidates)
+    assert app.model_note == "similarity model real"
+    embedded = reranker.embed(app.index.vectors)
+    assert np.allclose(widened, embedded[candidates] @ embedded[0], atol=1e-5)  # as it is, not leaning
