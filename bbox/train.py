@@ -17,8 +17,10 @@ import torch
 from bbox.box import BoundingBox
 from bbox.model import CropHead, CropTrunk, crop_loss
 from bbox.netio import CropNetSpec, decode, letterbox, normalise
+from bbox.scenery import procedural_clutter
+from bbox.segment import segment_product
 from bbox.settings import BoxTrainSettings
-from bbox.synth import PhotoSimulator, procedural_clutter, segment_product
+from bbox.synth import PhotoSimulator
 from ranking.backbone import shared_backbone, weights_fingerprint
 from ranking.engines import make_engine
 

@@ -169,7 +169,8 @@ def train_bbox(
     ``exclude`` lists catalogue file names kept out of training (benchmarks query them). ``resume`` continues
     from the workspace's checkpoint with the same data.
     """
-    from bbox.synth import PhotoSimulator, load_backgrounds
+    from bbox.scenery import load_backgrounds
+    from bbox.synth import PhotoSimulator
 
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()

@@ -16,7 +16,8 @@ import numpy as np
 
 from bbox.box import BoundingBox
 from bbox.predict import BoxPrediction
-from bbox.synth import PhotoSimulator, product_box
+from bbox.segment import product_box
+from bbox.synth import PhotoSimulator
 from ranking.backbone import weights_fingerprint
 from ranking.colour import COLOUR_DIM, COLOUR_VERSION, colour_descriptors
 from ranking.features import Embedder, backbone_pixels

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from bbox.box import BoundingBox
-from bbox.synth import PhotoSimulator, product_box
+from bbox.segment import product_box
+from bbox.synth import PhotoSimulator
 
 
 def jittered(box: BoundingBox, rng: np.random.Generator, jitter: float) -> BoundingBox:

@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 
 from bbox.box import BoundingBox
-from bbox.synth import (
-    PhotoSimulator,
-    Scene,
-    SceneParams,
-    builtin_backgrounds,
-    load_backgrounds,
-    procedural_clutter,
-    product_mask,
-    segment_product,
-    simulate_photo,
-)
+from bbox.scenery import builtin_backgrounds, load_backgrounds, procedural_clutter
+from bbox.segment import product_mask, segment_product
+from bbox.synth import PhotoSimulator, Scene, SceneParams, simulate_photo
 
 SHARED_CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/watch-catalog-dev"
 MAGENTA = (230, 40, 200)
