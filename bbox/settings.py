@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+# What the crop model and the training views see (bbox.conditions names each): every condition, the standard
+# envelope still the largest part.
+TRAINING_MIX: dict[str, float] = {
+    "standard": 0.3,
+    "close-up": 0.14,
+    "far": 0.14,
+    "tilt": 0.1,
+    "glare": 0.08,
+    "lamp": 0.08,
+    "wrist": 0.1,
+    "phone": 0.06,
+}
 
 
 @dataclass
@@ -18,3 +31,7 @@ class BoxTrainSettings:
     negative_fraction: float = 0.05  # scenes without a watch: teach low confidence
     catalog_fraction: float = 0.15  # the catalogue photo itself: catalogue images are cropped too
     seed: int = 0
+    # Photo conditions the scenes are drawn from, by weight (bbox.conditions): the crop must find a watch that fills
+    # or overflows the frame, a small one across the room, one on a wrist or under a lamp. {} = the standard scene.
+    conditions: dict[str, float] = field(default_factory=lambda: dict(TRAINING_MIX))
+    scene_long_side_cap: int = 1024  # 12 MP conditions rendered at this long side: the network sees 256 px

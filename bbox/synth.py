@@ -75,6 +75,17 @@ class SceneParams:
     motion_blur_length_range: tuple[int, int] = (3, 9)  # pixels
     noise_sigma_range: tuple[float, float] = (1.0, 5.0)  # 8-bit levels at gain 1, grows as 1/sqrt(gain)
     jpeg_quality_range: tuple[int, int] = (45, 85)
+    # --- conditions beyond the standard envelope (off by default, so standard scenes stay as they were;
+    # bbox/conditions.py names the settings that produce each condition)
+    overflow: float = 0.0  # how far past the frame edges the watch may reach, as a fraction of its size
+    tilt_range: tuple[float, float] = (0.0, 0.0)  # 3-D tilt of the dial away from the camera, degrees
+    focal_range: tuple[float, float] = (1.5, 4.0)  # camera distance / watch size: near cameras foreshorten more
+    glare_prob: float = 0.0  # specular highlights and a window's reflection on the glass
+    glare_strength_range: tuple[float, float] = (0.6, 1.0)
+    illuminants: tuple[str, ...] = ()  # room light the phone's white balance left in: "tungsten", "shade"
+    illuminant_strength_range: tuple[float, float] = (0.45, 0.85)
+    wrist_prob: float = 0.0  # worn on a wrist: skin under the watch, the straps curving away round it
+    sharpen_prob: float = 0.0  # phone processing: an unsharp mask after demosaicing
 
 
 @dataclass
@@ -139,10 +150,16 @@ class PhotoSimulator:
         info.update(width=width, height=height, aspect=aspect)
 
         frame = self._background(height, width, rng, info)
+        on_wrist = p.wrist_prob > 0 and rng.random() < p.wrist_prob
+        if on_wrist:
+            catalog_img, product, bend = _bend_round_wrist(catalog_img, product, rng)
+            info["wrist_bend"] = bend
         placement = _plan_watch(product, height, width, p, rng, info)
         self._add_distractors(frame, placement.predicted_box, rng, info)
-        pasted = _paste_watch(frame, catalog_img, product, placement, p, rng, info)
-        image = _camera(frame, p, rng, info)
+        if on_wrist:
+            _paint_arm(frame, placement, info["wrist_bend"], rng, info)
+        pasted, glare = _paste_watch(frame, catalog_img, product, placement, p, rng, info)
+        image = _camera(frame, p, rng, info, glare)
         return Scene(image=image, box=BoundingBox.from_mask(pasted), mask=pasted, params=info)
 
     # ------------------------------------------------------------------ background
@@ -234,7 +251,14 @@ def _plan_watch(
     rotation = np.float32([[cos, -sin], [sin, cos]])
     longer = max(source_box.width, source_box.height)
     jitter = rng.uniform(-p.perspective_jitter, p.perspective_jitter, size=(4, 2)) * longer
-    target = (corners - np.float32([cx, cy])) @ rotation.T + jitter.astype(np.float32)
+    centred = corners - np.float32([cx, cy])
+    if p.tilt_range[1] > 0:
+        tilt = float(rng.uniform(*p.tilt_range))
+        axis = float(rng.uniform(0.0, 180.0))
+        focal = float(rng.uniform(*p.focal_range)) * longer
+        centred = tilted(centred, tilt, axis, focal)
+        info.update(tilt_deg=tilt, tilt_axis_deg=axis, focal=focal)
+    target = centred @ rotation.T + jitter.astype(np.float32)
     unit_homography = cv2.getPerspectiveTransform(corners, target.astype(np.float32)).astype(np.float64)
 
     warped = cv2.perspectiveTransform(outline[None].astype(np.float64), unit_homography)[0]
@@ -242,9 +266,11 @@ def _plan_watch(
     extent = high - low
     watch_size = float(rng.uniform(*p.watch_size_range) * min(h, w))
     scale = watch_size / float(extent.max())
-    # Keep the whole box inside the frame with one pixel to spare for rasterisation.
-    tx = _uniform_or_centre(rng, 1.0 - scale * low[0], w - 1.0 - scale * high[0])
-    ty = _uniform_or_centre(rng, 1.0 - scale * low[1], h - 1.0 - scale * high[1])
+    # Keep the whole box inside the frame with one pixel to spare for rasterisation, or let it reach past the
+    # edges by ``overflow`` of its size (a close-up cut by the frame).
+    reach_x, reach_y = p.overflow * scale * extent
+    tx = _uniform_or_centre(rng, 1.0 - scale * low[0] - reach_x, w - 1.0 - scale * high[0] + reach_x)
+    ty = _uniform_or_centre(rng, 1.0 - scale * low[1] - reach_y, h - 1.0 - scale * high[1] + reach_y)
     homography = np.array([[scale, 0, tx], [0, scale, ty], [0, 0, 1]]) @ unit_homography
     predicted = BoundingBox(
         scale * low[0] + tx + 0.5, scale * low[1] + ty + 0.5, scale * high[0] + tx + 0.5, scale * high[1] + ty + 0.5
@@ -267,8 +293,9 @@ def _paste_watch(
     p: SceneParams,
     rng: np.random.Generator,
     info: dict[str, Any],
-) -> np.ndarray:
-    """Warp the product (with shadow and lighting) into ``frame`` in place; return the full-frame mask."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Warp the product (with shadow and lighting) into ``frame`` in place; return the full-frame mask and the
+    glare on its glass (full-frame, 0..1) when drawn, which the camera adds after exposure: highlights clip."""
     h, w = frame.shape[:2]
     box = placement.predicted_box
     size = max(box.width, box.height)
@@ -340,11 +367,132 @@ def _paste_watch(
     gains = light * ((1.0 - tint_amount) + tint_amount * tint)
     watch = cv2.transform(watch, np.diag(gains).astype(np.float32))
     frame[ry0:ry1, rx0:rx1] = blend(background, watch, alpha)
+    glare = None
+    if p.glare_prob > 0 and rng.random() < p.glare_prob:
+        centre = (box.center[0] - rx0, box.center[1] - ry0)
+        strength = float(rng.uniform(*p.glare_strength_range))
+        glare = np.zeros((h, w), np.float32)
+        glare[ry0:ry1, rx0:rx1] = _glare_layer((roi_h, roi_w), centre, size, strength, rng, info) * alpha
     info.update(watch_light=light, ambient_tint=tint_amount, edge_feather=feather)
 
     mask = np.zeros((h, w), dtype=bool)
     mask[ry0:ry1, rx0:rx1] = roi_mask
-    return mask
+    return mask, glare
+
+
+# ---------------------------------------------------------------------------- conditions
+
+
+def tilted(points: np.ndarray, tilt_deg: float, axis_deg: float, focal: float) -> np.ndarray:
+    """Project points of the dial plane (Nx2, centred on the watch) after tilting the plane by ``tilt_deg`` about
+    an in-plane axis at ``axis_deg``, seen by a pinhole camera ``focal`` pixels away: foreshortening across the
+    axis and perspective (the near side larger), as a hand holding a phone above a watch sees it."""
+    a, t = math.radians(axis_deg), math.radians(tilt_deg)
+    ux, uy = math.cos(a), math.sin(a)
+    cross = np.array([[0.0, 0.0, uy], [0.0, 0.0, -ux], [-uy, ux, 0.0]])
+    rotation = np.eye(3) + math.sin(t) * cross + (1.0 - math.cos(t)) * cross @ cross
+    flat = np.concatenate([np.asarray(points, np.float64), np.zeros((len(points), 1))], axis=1)
+    turned = flat @ rotation.T
+    depth = np.maximum(focal + turned[:, 2], 0.1 * focal)
+    return (turned[:, :2] * (focal / depth)[:, None]).astype(np.float32)
+
+
+# Gains of a room's light left in the photo by a white balance that gave up, relative to daylight (D65):
+# tungsten 2,700 K (orange) and open shade around 9,000 K (blue), from the black-body sRGB values.
+ILLUMINANT_GAINS = {
+    "tungsten": np.array([1.0, 0.655, 0.341], np.float32),
+    "shade": np.array([0.816, 0.875, 1.0], np.float32),
+}
+
+# Skin tones (sRGB) from fair to deep; each arm jitters its own.
+_SKIN_TONES = np.array(
+    [[236, 192, 164], [224, 172, 140], [198, 144, 110], [170, 116, 84], [128, 86, 60], [92, 60, 42]], np.float32
+)
+
+
+def _bend_round_wrist(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The catalogue shot as a wrist wears it: the case stays flat, the straps above and below it wrap round a
+    cylinder, so they shorten, darken and vanish over the horizon. Returns the bent image, its mask and the
+    geometry (catalogue pixels) the arm is drawn from."""
+    box = BoundingBox.from_mask(mask)
+    cx, cy = box.center
+    flat = 0.5 * box.width * float(rng.uniform(0.85, 1.05))  # half the case's height: the part that stays flat
+    radius = box.width * float(rng.uniform(0.55, 0.85))  # the wrist's curvature radius
+    h, w = mask.shape
+    ys = np.arange(h, dtype=np.float32) - cy
+    beyond = np.abs(ys) - flat
+    curved = np.clip(beyond / radius, -1.0, 1.0)
+    source = np.where(beyond > 0, np.sign(ys) * (flat + radius * np.arcsin(curved)), ys) + cy
+    hidden = beyond >= radius  # past the horizon: strap on the far side of the wrist
+    shade = np.where(beyond > 0, np.sqrt(np.clip(1.0 - curved**2, 0.0, 1.0)) * 0.6 + 0.4, 1.0)
+    map_y = np.repeat(source[:, None], w, axis=1).astype(np.float32)
+    map_x = np.repeat(np.arange(w, dtype=np.float32)[None, :], h, axis=0)
+    bent = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    bent = (bent.astype(np.float32) * shade[:, None, None].astype(np.float32)).astype(np.uint8)
+    bent_mask = cv2.remap(mask.astype(np.uint8), map_x, map_y, cv2.INTER_NEAREST).astype(bool)
+    bent_mask[hidden] = False
+    if not bent_mask.any():  # a product too small to bend: keep it as it was
+        return image, mask, {"cx": cx, "cy": cy, "half": flat, "bent": 0.0}
+    return bent, bent_mask, {"cx": cx, "cy": cy, "half": flat + radius, "bent": 1.0}
+
+
+def _paint_arm(
+    frame: np.ndarray, placement: _Placement, bend: dict[str, float], rng: np.random.Generator, info: dict[str, Any]
+) -> None:
+    """A forearm under the watch, across the straps: a shaded skin-coloured band through the whole frame, a
+    little wider towards the elbow, in place."""
+    to_frame = placement.homography
+    cx, cy, half = bend["cx"], bend["cy"], bend["half"]
+    points = np.float64([[[cx, cy], [cx + 1.0, cy], [cx, cy + half]]])
+    centre, along, across = cv2.perspectiveTransform(points, to_frame)[0]
+    direction = (along - centre) / max(float(np.linalg.norm(along - centre)), 1e-6)
+    normal = np.array([-direction[1], direction[0]])
+    half_width = float(np.linalg.norm(across - centre)) * float(rng.uniform(1.0, 1.25))
+    h, w = frame.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = (xs - centre[0]) * direction[0] + (ys - centre[1]) * direction[1]
+    u = (xs - centre[0]) * normal[0] + (ys - centre[1]) * normal[1]
+    widening = float(rng.uniform(0.0, 0.25)) * (1 if rng.random() < 0.5 else -1)
+    local = half_width * np.clip(1.0 + widening * t / max(h, w), 0.6, 1.6)
+    across_arm = np.clip(np.abs(u) / local, 0.0, 1.0)
+    alpha = np.clip((local - np.abs(u)) / 2.0, 0.0, 1.0).astype(np.float32)
+    tone = _SKIN_TONES[int(rng.integers(len(_SKIN_TONES)))] * rng.uniform(0.92, 1.08, size=3).astype(np.float32)
+    shading = (0.55 + 0.45 * np.sqrt(1.0 - across_arm**2)).astype(np.float32)
+    texture = 1.0 + 0.03 * cv2.resize(rng.standard_normal((max(2, h // 8), max(2, w // 8))).astype(np.float32), (w, h))
+    skin = np.clip(tone[None, None, :] * (shading * texture)[..., None], 0, 255).astype(np.uint8)
+    frame[:] = blend(frame, skin, alpha)
+    info.update(arm_tone=tone.round(1).tolist(), arm_half_width=half_width)
+
+
+def _glare_layer(
+    shape: tuple[int, int],
+    centre: tuple[float, float],
+    size: float,
+    strength: float,
+    rng: np.random.Generator,
+    info: dict[str, Any],
+) -> np.ndarray:
+    """Light on the glass: one to three specular spots and a soft band (a window's reflection) over the dial, as
+    an HxW map in 0..1 of how far each pixel goes towards white."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xs - centre[0], ys - centre[1]
+    glass = np.clip(1.0 - np.hypot(dx, dy) / (0.32 * size), 0.0, 1.0) ** 0.3  # the dial, soft at its rim
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        ox, oy = rng.uniform(-0.22, 0.22, size=2) * size
+        sx, sy = rng.uniform(0.03, 0.12, size=2) * size
+        spot = np.exp(-(((dx - ox) / sx) ** 2 + ((dy - oy) / sy) ** 2) / 2)
+        layer = np.maximum(layer, float(rng.uniform(0.8, 1.0)) * spot)
+    angle = float(rng.uniform(0, np.pi))
+    offset = float(rng.uniform(-0.2, 0.2)) * size
+    band_width = float(rng.uniform(0.06, 0.2)) * size
+    distance = dx * math.cos(angle) + dy * math.sin(angle) - offset
+    layer = np.maximum(layer, float(rng.uniform(0.4, 0.8)) * np.exp(-((distance / band_width) ** 2) / 2))
+    info.update(glare_strength=strength)
+    return (strength * layer * glass).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- camera
@@ -383,7 +531,13 @@ def _sensor_noise(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return window.copy() if flip == 2 else cv2.flip(window, flip)
 
 
-def _camera(frame: np.ndarray, p: SceneParams, rng: np.random.Generator, info: dict[str, Any]) -> np.ndarray:
+def _camera(
+    frame: np.ndarray,
+    p: SceneParams,
+    rng: np.random.Generator,
+    info: dict[str, Any],
+    glare: np.ndarray | None = None,
+) -> np.ndarray:
     """Optics (blur), sensor (uneven light, exposure, white balance, noise) and phone processing (gamma,
     JPEG), applied to the whole frame so the watch and the room share them. All in uint8 OpenCV calls:
     this runs on every training sample."""
@@ -414,17 +568,29 @@ def _camera(frame: np.ndarray, p: SceneParams, rng: np.random.Generator, info: d
     )
     exposure = float(rng.uniform(*p.exposure_gain_range))
     cast = _random_tint(rng, p.color_cast)
+    if p.illuminants:
+        name = p.illuminants[int(rng.integers(len(p.illuminants)))]
+        strength = float(rng.uniform(*p.illuminant_strength_range))
+        cast = cast * (1.0 + strength * (ILLUMINANT_GAINS[name] - 1.0))
+        info.update(illuminant=name, illuminant_strength=strength)
     gains = field[..., None] * (exposure * cast)[None, None, :]
     headroom = max(2.0, float(gains.max()) * 1.01)
     gain_map = cv2.resize(
         np.clip(gains / headroom * 255.0, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR
     )
     image = cv2.multiply(frame, gain_map, scale=headroom / 255.0)
+    if glare is not None:  # specular light is far brighter than the scene: it reaches white whatever the exposure
+        image = blend(image, np.full_like(image, 255), glare)
 
     # Sensor noise, stronger in low light (more analogue gain): out = image + sigma * N(0, 1).
     noise_sigma = float(rng.uniform(*p.noise_sigma_range) / math.sqrt(exposure))
     beta = noise_sigma / _NOISE_TILE_STD
     image = cv2.addWeighted(image, 1.0, _sensor_noise(h, w, rng), beta, -128.0 * beta)
+
+    if p.sharpen_prob > 0 and rng.random() < p.sharpen_prob:
+        amount = float(rng.uniform(0.3, 0.8))
+        image = cv2.addWeighted(image, 1.0 + amount, cv2.GaussianBlur(image, (0, 0), 1.2), -amount, 0)
+        info["sharpen"] = amount
 
     gamma = float(rng.uniform(*p.gamma_range))
     table = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma) + 0.5, 0, 255).astype(np.uint8)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bbox.box import BoundingBox
+from bbox.conditions import ConditionSimulator
 from bbox.model import CropHead, CropTrunk, crop_loss
 from bbox.netio import CropNetSpec, decode, letterbox, normalise
 from bbox.scenery import procedural_clutter
@@ -73,7 +74,7 @@ def synthesise(
     sources: Sequence[np.ndarray],
     count: int,
     size: int,
-    simulator: PhotoSimulator,
+    simulator: PhotoSimulator | ConditionSimulator,
     settings: BoxTrainSettings,
     rng: np.random.Generator,
     hand_boxes: Sequence[tuple[np.ndarray, BoundingBox]] = (),

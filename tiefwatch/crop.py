@@ -169,6 +169,7 @@ def train_bbox(
     ``exclude`` lists catalogue file names kept out of training (benchmarks query them). ``resume`` continues
     from the workspace's checkpoint with the same data.
     """
+    from bbox.conditions import ConditionSimulator
     from bbox.scenery import load_backgrounds
     from bbox.synth import PhotoSimulator
 
@@ -192,14 +193,20 @@ def train_bbox(
     catalog = Path(catalog_dir) if catalog_dir else None
     features_key = json.dumps(
         [str(catalog), sorted(exclude), [str(b) for b in backgrounds], str(hand_boxes), settings.samples,
-         settings.seed, settings.negative_fraction, settings.catalog_fraction, spec.as_dict()]
+         settings.seed, settings.negative_fraction, settings.catalog_fraction, spec.as_dict(),
+         sorted(settings.conditions.items()), settings.scene_long_side_cap]
     )  # fmt: skip
     cache_file = workspace.cache_dir / f"bbox-features-{hashlib.sha1(features_key.encode()).hexdigest()[:16]}.npz"
     features = _load_cached(cache_file, features_key)
     if features is None:
         sources, described = _load_sources(catalog, exclude, workspace.cache_dir)
         stderr_console.print(f"synthesising {settings.samples} training scenes from {described}")
-        simulator = PhotoSimulator(load_backgrounds(backgrounds), seed=settings.seed)
+        scenery = load_backgrounds(backgrounds)
+        simulator = (
+            ConditionSimulator(scenery, settings.conditions, settings.seed, settings.scene_long_side_cap)
+            if settings.conditions
+            else PhotoSimulator(scenery, seed=settings.seed)
+        )
         extra = read_hand_boxes(Path(hand_boxes)) if hand_boxes else []
         rng = np.random.default_rng(settings.seed)
         total = settings.samples + len(extra)
