@@ -66,6 +66,9 @@ class IndexConfig:
     # vector, so a phone photo meets the watch as a phone would see it: recall@1 of unseen watches 0.74 -> 0.81
     # (benchmarks.md, retrieval-adapted). Each costs an embedding at index time, none at query time; 0 = off.
     views: int = 4
+    # The photo conditions the views are drawn from, by weight (bbox.conditions: close-up, far, tilt, glare, lamp,
+    # wrist, phone); {} = the standard scene only. Part of the index signature.
+    view_conditions: dict[str, float] = field(default_factory=dict)
     # A colour descriptor of each catalogue photo's crop (ranking.colour), kept beside its vector for the re-ranker
     # (FAISS never sees it): people name colours first, the backbone does not (benchmarks.md, judged section).
     colour: bool = True
@@ -136,6 +139,10 @@ class SearchConfig:
     # (0: never). 1-6 % of photos, by crop model; catalogue photos never. 0.35 measured worse (benchmarks.md).
     zoom_below: float = 0.15
     zoom_window: float = 0.6
+    # A query photo's warm-cool cast (a tungsten lamp, blue shade) is judged from the photo around the watch and
+    # taken out of its crops before they are embedded and described (ranking.illuminant): the crop alone cannot tell
+    # a gold watch from a steel one under a lamp. Catalogue photos are never corrected (benchmarks.md, conditions).
+    correct_light: bool = True
 
 
 @dataclass

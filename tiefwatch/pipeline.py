@@ -15,14 +15,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from bbox.box import BoundingBox
+from bbox.conditions import ConditionSimulator
 from bbox.predict import BoxPrediction
 from bbox.segment import product_box
 from bbox.synth import PhotoSimulator
 from ranking.backbone import weights_fingerprint
 from ranking.colour import COLOUR_DIM, COLOUR_VERSION, colour_descriptors
 from ranking.features import Embedder, backbone_pixels
+from ranking.illuminant import correct_warm_cool, light_correction
 from tiefwatch.config import Config, SearchConfig
 from tiefwatch.views import photo_view_crops
+
+VIEW_LONG_SIDE = 800  # views are embedded at 260 px: larger frames only cost simulation time
 
 
 class Cropper(Protocol):
@@ -111,7 +115,7 @@ class Pipeline:
             "crop_pad": self.config.crop.pad if self.cropper is not None else None,
             "crop_refine": self._refine_setting() if self.cropper is not None else None,
             "crop_catalog_cutout": self.config.crop.catalog_cutout if self.cropper is not None else None,
-            "catalog_views": self.catalogue_view_count,
+            "catalog_views": self._views_signature(),
             # beside the vectors, not in them: a model without colour serves an index with or without it
             "catalog_colour": COLOUR_VERSION if self.config.index.colour else None,
         }
@@ -137,10 +141,20 @@ class Pipeline:
             return 0
         return max(0, self.config.index.views)
 
+    def _views_signature(self) -> int | dict[str, Any]:
+        """How many views and, where not the standard scene alone, from which conditions (an index from before
+        ``index.view_conditions`` recorded the count alone, and still matches)."""
+        conditions = self.config.index.view_conditions
+        count = self.catalogue_view_count
+        return {"count": count, "conditions": dict(sorted(conditions.items()))} if count and conditions else count
+
     @functools.cached_property
-    def _view_simulator(self) -> PhotoSimulator:
+    def _view_simulator(self) -> PhotoSimulator | ConditionSimulator:
         # Procedural clutter only: the photo backgrounds bundled for crop training and the benchmarks' queries
         # stay out of the index, so a benchmark query never meets its own background there.
+        conditions = self.config.index.view_conditions
+        if conditions:
+            return ConditionSimulator(backgrounds=[], weights=conditions, long_side_cap=VIEW_LONG_SIDE)
         return PhotoSimulator(backgrounds=[])
 
     def catalogue_views(self, image: np.ndarray, key: str) -> list[np.ndarray]:
@@ -217,6 +231,12 @@ class Pipeline:
         other peak's box too (candidates the search chooses among); every box is cut again at
         ``search.extra_crop_scales`` (``mean_rows`` folds a candidate's crops into one vector)."""
         first_crops, framings = self.frame(images)
+        if self.config.search.correct_light:  # judged around the first box; every crop of the photo shares it
+            images = [self.light_corrected(image, framing) for image, framing in zip(images, framings, strict=True)]
+            first_crops = [
+                image if framing.box is None else self._square(image, framing.box)
+                for image, framing in zip(images, framings, strict=True)
+            ]
         scales = [float(s) for s in self.config.search.extra_crop_scales if float(s) > 0]
         candidates: list[Framing] = []
         photo_of: list[int] = []
@@ -241,6 +261,12 @@ class Pipeline:
                 owners.append(index)
         colours = self.colours(crops[: len(candidates)])  # each candidate's own crop comes first, in order
         return QueryCrops(crops, np.asarray(owners, np.int64), candidates, np.asarray(photo_of, np.int64), colours)
+
+    @staticmethod
+    def light_corrected(image: np.ndarray, framing: Framing) -> np.ndarray:
+        """The query photo with the room light's warm-cool cast taken out, judged around its box."""
+        box = framing.box.as_list() if framing.box is not None else None
+        return correct_warm_cool(image, light_correction(image, box))
 
     def embed_query_candidates(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, QueryCrops]:
         """One unit vector per candidate framing of each query photo (``query_crops``, embedded and averaged)."""

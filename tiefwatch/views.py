@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bbox.box import BoundingBox
+from bbox.conditions import ConditionSimulator
 from bbox.segment import product_box
 from bbox.synth import PhotoSimulator
 
@@ -38,7 +39,7 @@ def catalogue_crop(image: np.ndarray, pad: float) -> np.ndarray:
 def photo_view_crops(
     image: np.ndarray,
     views: int,
-    simulator: PhotoSimulator,
+    simulator: PhotoSimulator | ConditionSimulator,
     rng: np.random.Generator,
     pad: float,
     jitter: float = 0.1,
