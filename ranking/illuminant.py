@@ -75,5 +75,7 @@ def _working_copy(image: np.ndarray, side: int = 256) -> tuple[np.ndarray, float
     scale = min(1.0, side / max(h, w))
     if scale >= 1.0:
         return image, 1.0
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return small, scale
+    step = max(1, max(h, w) // (2 * side))  # every step-th pixel first: an area filter over 12 MP costs 20 ms
+    sampled = image[::step, ::step]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(sampled, size, interpolation=cv2.INTER_AREA), scale

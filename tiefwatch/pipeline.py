@@ -231,10 +231,10 @@ class Pipeline:
         other peak's box too (candidates the search chooses among); every box is cut again at
         ``search.extra_crop_scales`` (``mean_rows`` folds a candidate's crops into one vector)."""
         first_crops, framings = self.frame(images)
+        shifts = [0.0] * len(images)
         if self.config.search.correct_light:  # judged around the first box; every crop of the photo shares it
-            images = [self.light_corrected(image, framing) for image, framing in zip(images, framings, strict=True)]
-            first_crops = [
-                image if framing.box is None else self._square(image, framing.box)
+            shifts = [
+                light_correction(image, framing.box.as_list() if framing.box is not None else None)
                 for image, framing in zip(images, framings, strict=True)
             ]
         scales = [float(s) for s in self.config.search.extra_crop_scales if float(s) > 0]
@@ -259,14 +259,10 @@ class Pipeline:
                 box = BoundingBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h)
                 crops.append(self._square(images[number], box))
                 owners.append(index)
+        owner_photos = np.asarray(photo_of, np.int64)[np.asarray(owners, np.int64)]
+        crops = [correct_warm_cool(crop, shifts[number]) for crop, number in zip(crops, owner_photos, strict=True)]
         colours = self.colours(crops[: len(candidates)])  # each candidate's own crop comes first, in order
         return QueryCrops(crops, np.asarray(owners, np.int64), candidates, np.asarray(photo_of, np.int64), colours)
-
-    @staticmethod
-    def light_corrected(image: np.ndarray, framing: Framing) -> np.ndarray:
-        """The query photo with the room light's warm-cool cast taken out, judged around its box."""
-        box = framing.box.as_list() if framing.box is not None else None
-        return correct_warm_cool(image, light_correction(image, box))
 
     def embed_query_candidates(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, QueryCrops]:
         """One unit vector per candidate framing of each query photo (``query_crops``, embedded and averaged)."""
