@@ -27,3 +27,15 @@ def draw_watch(seed: int, size: int = 96) -> np.ndarray:
         cv2.rectangle(image, (c - size // 4, c - size // 4), (c + size // 4, c + size // 4), dial, -1)
     cv2.line(image, (c, c), (c + size // 6, c - size // 8), (10, 10, 10), 2)
     return image
+
+
+def draw_catalog_watch(size: int = 128, background: int = 255) -> np.ndarray:
+    """A watch on white as a shop photographs it: dark case ring around a *white* dial, straps above and below
+    (not touching the frame), a dark hand on the dial."""
+    image = np.full((size, size, 3), background, np.uint8)
+    c = size // 2
+    cv2.rectangle(image, (c - 12, 8), (c + 12, size - 9), (60, 40, 30), -1)  # strap
+    cv2.circle(image, (c, c), 34, (40, 40, 45), -1)  # case
+    cv2.circle(image, (c, c), 27, (252, 252, 250), -1)  # white dial, nearly the background colour
+    cv2.line(image, (c, c), (c + 15, c - 10), (20, 20, 20), 2)  # hand
+    return image

@@ -1,4 +1,4 @@
-"""Catalogue-to-photo simulator: product masks, backgrounds, and scenes whose box is exactly the pasted watch."""
+"""Catalogue-to-photo simulator: scenes whose box is exactly the pasted watch."""
 
 from __future__ import annotations
 
@@ -10,24 +10,13 @@ import numpy as np
 import pytest
 
 from bbox.box import BoundingBox
-from bbox.scenery import builtin_backgrounds, load_backgrounds, procedural_clutter
+from bbox.scenery import procedural_clutter
 from bbox.segment import product_mask, segment_product
 from bbox.synth import PhotoSimulator, Scene, SceneParams, simulate_photo
+from tests.helpers import draw_catalog_watch
 
 SHARED_CATALOG = Path(__file__).resolve().parents[2].parent / "shared/data/watch-catalog-dev"
 MAGENTA = (230, 40, 200)
-
-
-def draw_catalog_watch(size: int = 128, background: int = 255) -> np.ndarray:
-    """A watch on white as a shop photographs it: dark case ring around a *white* dial, straps above and below
-    (not touching the frame), a dark hand on the dial."""
-    image = np.full((size, size, 3), background, np.uint8)
-    c = size // 2
-    cv2.rectangle(image, (c - 12, 8), (c + 12, size - 9), (60, 40, 30), -1)  # strap
-    cv2.circle(image, (c, c), 34, (40, 40, 45), -1)  # case
-    cv2.circle(image, (c, c), 27, (252, 252, 250), -1)  # white dial, nearly the background colour
-    cv2.line(image, (c, c), (c + 15, c - 10), (20, 20, 20), 2)  # hand
-    return image
 
 
 def draw_elongated_product(size: int = 128) -> np.ndarray:
@@ -40,107 +29,6 @@ def draw_elongated_product(size: int = 128) -> np.ndarray:
 def quiet_params(**changes: object) -> SceneParams:
     """Scene settings without distractors or shadow, for assertions about pixels."""
     return replace(SceneParams(), distractor_prob=0.0, shadow_prob=0.0, **changes)
-
-
-# ------------------------------------------------------------------ product mask
-
-
-def test_product_mask_fills_the_white_dial_and_excludes_the_background() -> None:
-    image = draw_catalog_watch()
-    mask = product_mask(image)
-    assert mask.dtype == bool and mask.shape == (128, 128)
-    assert mask[64, 64 - 15]  # white dial pixel inside the case ring
-    assert mask[64 - 20 : 64 + 20, 64 - 20 : 64 + 20].all()  # the whole dial, not just its outline
-    assert not mask[:, :30].any() and not mask[:, 99:].any()  # white background beside the watch
-    assert not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
-    box = BoundingBox.from_mask(mask)
-    assert box == BoundingBox(30, 8, 99, 120)  # strap top/bottom and case left/right edges
-
-
-def test_product_mask_survives_jpeg_noise() -> None:
-    ok, data = cv2.imencode(".jpg", draw_catalog_watch(), [cv2.IMWRITE_JPEG_QUALITY, 60])
-    assert ok
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    segmentation = segment_product(image)
-    assert segmentation.status == "product"
-    assert segmentation.mask[64, 49]  # dial still filled
-    clean = product_mask(draw_catalog_watch())
-    assert (segmentation.mask ^ clean).sum() < 0.05 * clean.sum()
-    assert segmentation.border_sides == ()
-
-
-def test_light_grey_studio_backdrop_is_still_a_plain_background() -> None:
-    segmentation = segment_product(draw_catalog_watch(background=228))
-    assert segmentation.status == "product"
-    assert segmentation.background_rgb == (228, 228, 228)
-    assert segmentation.mask[64, 64] and not segmentation.mask[5, 5]
-
-
-def test_photo_not_on_white_gets_the_whole_frame() -> None:
-    rng = np.random.default_rng(0)
-    photo = procedural_clutter(96, 128, rng)
-    segmentation = segment_product(photo)
-    assert segmentation.status == "not_on_plain_background"
-    assert not segmentation.on_plain_background
-    assert segmentation.mask.all()
-    assert product_mask(photo).all()
-
-
-def test_blank_image_is_reported_blank() -> None:
-    segmentation = segment_product(np.full((64, 64, 3), 255, np.uint8))
-    assert segmentation.status == "blank"
-    assert segmentation.mask.all()
-
-
-def test_product_mask_rejects_non_uint8() -> None:
-    with pytest.raises(TypeError):
-        product_mask(np.zeros((8, 8, 3), np.float32))
-
-
-# ------------------------------------------------------------------ backgrounds
-
-
-def test_builtin_backgrounds_are_rgb_cached_and_read_only() -> None:
-    pytest.importorskip("skimage", reason="scikit-image not installed: no bundled sample photos")
-    photos = builtin_backgrounds()
-    assert len(photos) >= 5
-    for photo in photos:
-        assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3
-        assert min(photo.shape[:2]) >= 256
-        assert not photo.flags.writeable
-    again = builtin_backgrounds()
-    assert again is not photos and all(a is b for a, b in zip(photos, again, strict=True))
-
-
-def test_load_backgrounds_reads_folders_recursively_and_skips_junk(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    (tmp_path / "sub").mkdir()
-    cv2.imwrite(str(tmp_path / "a.png"), procedural_clutter(64, 80, rng))
-    cv2.imwrite(str(tmp_path / "sub" / "b.JPG"), procedural_clutter(70, 50, rng))
-    cv2.imwrite(str(tmp_path / "tiny.png"), np.zeros((8, 8, 3), np.uint8))
-    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    (tmp_path / "notes.txt").write_text("ignore me")
-    photos = load_backgrounds([tmp_path], include_builtin=False)
-    assert [p.shape for p in photos] == [(64, 80, 3), (70, 50, 3)]
-    assert load_backgrounds([], include_builtin=False) == []
-
-
-def test_load_backgrounds_converts_to_rgb(tmp_path: Path) -> None:
-    red = np.zeros((40, 40, 3), np.uint8)
-    red[..., 0] = 255  # RGB red
-    cv2.imwrite(str(tmp_path / "red.png"), cv2.cvtColor(red, cv2.COLOR_RGB2BGR))
-    (photo,) = load_backgrounds([tmp_path], include_builtin=False)
-    assert tuple(photo[0, 0]) == (255, 0, 0)
-
-
-def test_procedural_clutter_is_cluttered_and_deterministic() -> None:
-    a = procedural_clutter(120, 160, np.random.default_rng(3))
-    b = procedural_clutter(120, 160, np.random.default_rng(3))
-    c = procedural_clutter(120, 160, np.random.default_rng(4))
-    assert a.shape == (120, 160, 3) and a.dtype == np.uint8
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    assert a.reshape(-1, 3).std(axis=0).mean() > 8  # not a flat colour
 
 
 # ------------------------------------------------------------------ scenes
