@@ -81,7 +81,7 @@ class SceneParams:
     tilt_range: tuple[float, float] = (0.0, 0.0)  # 3-D tilt of the dial away from the camera, degrees
     focal_range: tuple[float, float] = (1.5, 4.0)  # camera distance / watch size: near cameras foreshorten more
     glare_prob: float = 0.0  # specular highlights and a window's reflection on the glass
-    glare_strength_range: tuple[float, float] = (0.6, 1.0)
+    glare_strength_range: tuple[float, float] = (0.5, 1.0)
     illuminants: tuple[str, ...] = ()  # room light the phone's white balance left in: "tungsten", "shade"
     illuminant_strength_range: tuple[float, float] = (0.45, 0.85)
     wrist_prob: float = 0.0  # worn on a wrist: skin under the watch, the straps curving away round it
@@ -483,14 +483,14 @@ def _glare_layer(
     layer = np.zeros((h, w), np.float32)
     for _ in range(int(rng.integers(1, 4))):
         ox, oy = rng.uniform(-0.22, 0.22, size=2) * size
-        sx, sy = rng.uniform(0.03, 0.12, size=2) * size
+        sx, sy = rng.uniform(0.02, 0.07, size=2) * size
         spot = np.exp(-(((dx - ox) / sx) ** 2 + ((dy - oy) / sy) ** 2) / 2)
         layer = np.maximum(layer, float(rng.uniform(0.8, 1.0)) * spot)
     angle = float(rng.uniform(0, np.pi))
     offset = float(rng.uniform(-0.2, 0.2)) * size
-    band_width = float(rng.uniform(0.06, 0.2)) * size
+    band_width = float(rng.uniform(0.04, 0.12)) * size
     distance = dx * math.cos(angle) + dy * math.sin(angle) - offset
-    layer = np.maximum(layer, float(rng.uniform(0.4, 0.8)) * np.exp(-((distance / band_width) ** 2) / 2))
+    layer = np.maximum(layer, float(rng.uniform(0.15, 0.5)) * np.exp(-((distance / band_width) ** 2) / 2))
     info.update(glare_strength=strength)
     return (strength * layer * glass).astype(np.float32)
 
