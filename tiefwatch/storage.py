@@ -2,37 +2,105 @@
 
 An interrupted ``tiefwatch index`` or training run must leave the previous index or model usable, so every
 file the application owns is written to a temp file in the same folder, fsynced, then renamed over the target.
+
+A writer killed with ``kill -9`` (or by the OOM killer, or a power cut) leaves its temp file behind. The next
+writer of the same target removes such leftovers (``remove_stale_temps``): a temp is known to be dead because
+its writer holds an ``flock`` on it from creation until after the rename, and the kernel drops that lock when
+the process dies, however it dies. A live writer's temp is never touched, on this machine or another one
+sharing the folder over a file system with working locks.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+log = logging.getLogger(__name__)
+
+# A temp younger than this is left alone even when unlocked: it may be one a live writer has just created and
+# not locked yet (mkstemp and flock are two calls), or one written by an older version that did not lock.
+STALE_AFTER_SECONDS = 2.0
+
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any], mode: int | None = None) -> None:
-    """Call ``write(handle)`` on a temp file beside ``path``, then rename it over ``path``.
+    """Call ``write(handle)`` on a temp file beside ``path``, then rename it over ``path``; leftovers of killed
+    writers of the same target are removed first.
 
     ``mode`` defaults to what a plain ``open`` would give (0666 less the umask); mkstemp alone gives 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # held until after the rename: "a writer is alive"
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
-        os.replace(tmp, path)
+            os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temps(path: str | Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
+    """Remove the temp files that killed writers of ``path`` left beside it; returns those removed.
+
+    A temp is removed only when no process holds its lock (its writer is gone) and it was last written over
+    ``older_than`` seconds ago. Safe to call while other processes write the same target."""
+    path = Path(path)
+    removed: list[Path] = []
+    try:
+        candidates = sorted(path.parent.glob(f"{_glob_escape(_temp_prefix(path))}*.tmp"))
+    except OSError:
+        return removed
+    now = time.time()
+    for temp in candidates:
+        try:
+            fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone already (renamed by its writer, or removed by another cleaner), or not ours
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer holds it
+            info = os.fstat(fd)
+            if now - info.st_mtime < older_than:
+                continue
+            try:
+                current = os.stat(temp, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if (current.st_dev, current.st_ino) != (info.st_dev, info.st_ino):
+                continue  # the name now holds another file
+            temp.unlink()
+            removed.append(temp)
+        except OSError as error:
+            log.debug("stale temp %s not removed: %s", temp, error)
+        finally:
+            os.close(fd)
+    if removed:
+        log.info("removed %d temp file(s) left by interrupted writes of %s", len(removed), path.name)
+    return removed
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
