@@ -136,6 +136,7 @@ def load_image_bytes(data: bytes, name: str = "upload", max_side: int | None = M
 def _read(stream: IO[bytes], name: str | Path, max_side: int | None) -> np.ndarray:
     try:
         with Image.open(stream, formats=FORMATS) as opened:
+            size = opened.size
             image = _decode(opened, name, max_side)
             array = np.asarray(image, dtype=np.uint8)
     except ImageReadError:
@@ -151,8 +152,15 @@ def _read(stream: IO[bytes], name: str | Path, max_side: int | None) -> np.ndarr
     if array.ndim != 3 or array.shape[2] != 3:
         raise _error(name, f"malformed image (decoded shape {array.shape})")
     if array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
-        raise _error(name, f"too small: {array.shape[1]}×{array.shape[0]} (minimum {MIN_SIDE}×{MIN_SIDE})")
+        raise _error(name, _small_reason(size, array.shape))
     return np.ascontiguousarray(array)
+
+
+def _small_reason(size: tuple[int, int], shape: tuple[int, ...]) -> str:
+    width, height = size
+    if min(width, height) < MIN_SIDE:
+        return f"too small: {width}×{height} (minimum {MIN_SIDE}×{MIN_SIDE})"
+    return f"too narrow: {width}×{height} is under {MIN_SIDE} px across at {max(shape[:2])} px long"
 
 
 def _decode(image: Image.Image, name: str | Path, max_side: int | None) -> Image.Image:
@@ -251,8 +259,9 @@ def _unidentified_reason(name: str | Path) -> str:
 def _bomb_reason(stream: IO[bytes]) -> str:
     size = _header_size(stream)
     limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-    shown = f"{size[0]}×{size[1]}" if size else "over the pixel limit"
-    return f"too large: {shown}, limit {limit:,} pixels"
+    if size is None:
+        return f"too large: over the limit of {limit:,} pixels"
+    return f"too large: {size[0]}×{size[1]}, limit {limit:,} pixels"
 
 
 def _header_size(stream: IO[bytes]) -> tuple[int, int] | None:

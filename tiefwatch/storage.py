@@ -24,8 +24,8 @@ from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
-# A temp younger than this is left alone even when unlocked: it may be one a live writer has just created and
-# not locked yet (mkstemp and flock are two calls), or one written by an older version that did not lock.
+# An unlocked temp that is still empty and younger than this is left alone: it may be one a live writer has just
+# created and not yet locked (mkstemp and flock are two calls). Any other unlocked temp is a dead writer's.
 STALE_AFTER_SECONDS = 2.0
 
 
@@ -60,8 +60,9 @@ def _temp_prefix(path: Path) -> str:
 def remove_stale_temps(path: str | Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
     """Remove the temp files that killed writers of ``path`` left beside it; returns those removed.
 
-    A temp is removed only when no process holds its lock (its writer is gone) and it was last written over
-    ``older_than`` seconds ago. Safe to call while other processes write the same target."""
+    A temp is removed only when no process holds its lock (its writer is gone), unless it is empty and younger
+    than ``older_than`` seconds (a live writer's, between creating and locking it). Safe to call while other
+    processes write the same target."""
     path = Path(path)
     removed: list[Path] = []
     try:
@@ -80,7 +81,7 @@ def remove_stale_temps(path: str | Path, older_than: float = STALE_AFTER_SECONDS
             except OSError:
                 continue  # a live writer holds it
             info = os.fstat(fd)
-            if now - info.st_mtime < older_than:
+            if info.st_size == 0 and now - info.st_mtime < older_than:
                 continue
             try:
                 current = os.stat(temp, follow_symlinks=False)
