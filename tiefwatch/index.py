@@ -45,6 +45,10 @@ FORMAT_VERSION = 1
 # What an index's vectors and its search structure depend on: ``index`` records these in the workspace's settings,
 # so later searches embed as it did; a one-off ``--set`` on anything else does not stick.
 INDEX_SECTIONS = ("backbone", "embed", "index", "crop")
+# Catalogue photos are read at most this long (a query keeps images.MAX_SIDE): a product shot's watch fills the
+# frame, and the backbone sees 260 px of it. The product cut-out's morphology grows with the square of the side:
+# one 2,048 px photo took 17.5 s to frame, at 1,024 px 1.3 s (docs/benchmarks.md, reliability section).
+CATALOGUE_MAX_SIDE = 1024
 
 
 class CatalogIndexError(RuntimeError):
@@ -254,7 +258,7 @@ def _scan(path: Path) -> os.stat_result | ImageReadError:
 
 def _decode(path: Path) -> np.ndarray | ImageReadError:
     try:
-        return load_image(path)
+        return load_image(path, max_side=CATALOGUE_MAX_SIDE)
     except ImageReadError as error:
         return error
 

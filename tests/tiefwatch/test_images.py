@@ -120,3 +120,13 @@ def test_uploads_are_read_from_bytes_under_their_name() -> None:
 def test_a_broken_symlink_given_as_a_query_is_passed_on_to_be_named(tmp_path: Path) -> None:
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
     assert expand_queries([tmp_path / "dangling.jpg"]) == [tmp_path / "dangling.jpg"]
+
+
+def test_image_size_is_the_upright_size_of_the_file_as_stored(tmp_path: Path) -> None:
+    from tests.fuzz_corpus import oriented_jpeg, reference
+    from tiefwatch.images import image_size
+
+    (tmp_path / "turned.jpg").write_bytes(oriented_jpeg(6, reference(48, 32)))
+    assert image_size(tmp_path / "turned.jpg") == (48, 32) and load_image(tmp_path / "turned.jpg").shape == (32, 48, 3)
+    with pytest.raises(ImageReadError):
+        image_size(tmp_path / "missing.jpg")
