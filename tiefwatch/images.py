@@ -133,14 +133,23 @@ def image_size(path: str | Path) -> tuple[int, int]:
     original file (a crop box) scales them by ``image_size(path)[0] / array.shape[1]``."""
     path = Path(path)
     try:
-        with Image.open(path, formats=FORMATS) as image:
-            width, height = image.size
-            turned = _orientation(image) in (5, 6, 7, 8)
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as error:
-        reason = _os_reason(path, error) if error.errno else "not a recognised image format"
-        raise _error(path, reason) from error
-    except Exception as error:
-        raise _error(path, f"not a readable image ({error.__class__.__name__})") from error
+        raise _error(path, _os_reason(path, error)) from error
+    with handle:
+        try:
+            with Image.open(handle, formats=FORMATS) as image:
+                width, height = image.size
+                turned = _orientation(image) in (5, 6, 7, 8)
+        except Image.DecompressionBombError:  # its size is still what was asked for
+            size = _header_size(handle)
+            if size is None:
+                raise _error(path, _bomb_reason(handle)) from None
+            (width, height), turned = size, False
+        except UnidentifiedImageError as error:
+            raise _error(path, _unidentified_reason(path)) from error
+        except Exception as error:
+            raise _error(path, f"not a readable image ({error.__class__.__name__})") from error
     return (height, width) if turned else (width, height)
 
 

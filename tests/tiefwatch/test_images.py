@@ -123,10 +123,12 @@ def test_a_broken_symlink_given_as_a_query_is_passed_on_to_be_named(tmp_path: Pa
 
 
 def test_image_size_is_the_upright_size_of_the_file_as_stored(tmp_path: Path) -> None:
-    from tests.fuzz_corpus import oriented_jpeg, reference
+    from tests.fuzz_corpus import oriented_jpeg, png_claiming, reference
     from tiefwatch.images import image_size
 
     (tmp_path / "turned.jpg").write_bytes(oriented_jpeg(6, reference(48, 32)))
     assert image_size(tmp_path / "turned.jpg") == (48, 32) and load_image(tmp_path / "turned.jpg").shape == (32, 48, 3)
+    (tmp_path / "bomb.png").write_bytes(png_claiming(30_000, 20_000))
+    assert image_size(tmp_path / "bomb.png") == (30_000, 20_000)  # what it claims, though never read
     with pytest.raises(ImageReadError):
         image_size(tmp_path / "missing.jpg")
