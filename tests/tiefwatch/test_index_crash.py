@@ -75,10 +75,7 @@ def test_a_save_killed_at_any_moment_leaves_a_loadable_index_and_no_temp_after_t
     if seed % 2 == 0:
         time.sleep(rng.uniform(0.05, 1.0))
     else:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(t.stat().st_size > 1 << 20 for t in _existing_temps(path)):
-            time.sleep(0.001)
-        time.sleep(rng.uniform(0, 0.005))
+        _stop_mid_write(child, path.parent, rng)
     child.send_signal(signal.SIGKILL)
     child.wait(10)
     finished = [int(line) for line in child.stdout.read().split()]
@@ -86,22 +83,37 @@ def test_a_save_killed_at_any_moment_leaves_a_loadable_index_and_no_temp_after_t
     version = int(loaded.vectors[0, 0])
     last = finished[-1] if finished else 0
     assert version in (last, last + 1) and np.all(loaded.vectors == version)
-    left = _temps(path.parent)
     if seed % 2:
-        assert left, "the kill was meant to land mid-write"
+        assert _written_temps(path.parent, 1), "the kill landed mid-write: its temp file is left"
     _save_version(path, 99)  # the next writer of the same index
     assert [t for t in _temps(path.parent) if t.stat().st_size > 0] == []  # a dead writer's temp is gone
     assert int(CatalogIndex.load(path).vectors[0, 0]) == 99
 
 
-def _existing_temps(path: Path) -> list[Path]:
+def _stop_mid_write(child: subprocess.Popen, folder: Path, rng: random.Random) -> None:
+    """Stop the child (SIGSTOP) while a temp file of its save is on disk and partly written, so the SIGKILL that
+    follows lands mid-write for certain; a stop that came just after a rename is undone and tried again."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if _written_temps(folder, 1 << 20):
+            time.sleep(rng.uniform(0, 0.003))
+            child.send_signal(signal.SIGSTOP)
+            os.waitpid(child.pid, os.WUNTRACED)  # returns once it is stopped (the process is not reaped)
+            if _written_temps(folder, 1):
+                return
+            child.send_signal(signal.SIGCONT)
+        time.sleep(0.001)
+    raise AssertionError("no save was caught mid-write within a minute")
+
+
+def _written_temps(folder: Path, at_least: int) -> list[Path]:
     out = []
-    for temp in _temps(path.parent):
+    for temp in _temps(folder):
         try:
-            temp.stat()
+            if temp.stat().st_size >= at_least:
+                out.append(temp)
         except FileNotFoundError:
             continue
-        out.append(temp)
     return out
 
 
