@@ -174,7 +174,7 @@ def fuzz_catalogue(tmp_path_factory: pytest.TempPathFactory, cases: list[Case]) 
     root = tmp_path_factory.mktemp("fuzz") / "catalog"
     bulk = ("truncated", "corrupted", "random bytes")
     picked = [case for case in cases if case.group not in bulk and case.expect != "read"]  # every refusal
-    groups = {case.group for case in cases if case.expect == "read"}
+    groups = {case.group for case in cases if case.expect == "read"} - {"large"}  # large: the reader's tests
     picked += [next(case for case in cases if case.group == group and case.expect == "read") for group in groups]
     for group in bulk:
         picked += [case for case in cases if case.group == group][5::97][:4]
@@ -272,12 +272,15 @@ def test_crop_answers_every_image(
 def test_index_cli_on_the_fuzz_catalogue_prints_a_summary_not_a_traceback(
     tmp_path: Path, fuzz_catalogue: tuple[Path, dict[str, Outcome]]
 ) -> None:
+    """The file system's oddities (symlink loops, a FIFO, undecodable and multi-line names) through the real CLI."""
     root, truth = fuzz_catalogue
     sets = [arg for item in FAST for arg in ("--set", item)]
-    command = [sys.executable, "-m", "tiefwatch.cli", "-w", str(tmp_path / "ws"), *sets, "index", str(root)]
+    command = [sys.executable, "-m", "tiefwatch.cli", "-w", str(tmp_path / "ws"), *sets, "index", str(root / "odd")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([*command, "--format", "json"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
     summary = json.loads(done.stdout)
-    assert summary["total"] == sum(outcome.result == "read" for outcome in truth.values())
-    assert summary["skip_reasons"]["odd/ping.jpg"].startswith("symlink loop")
+    odd = {rel: outcome for rel, outcome in truth.items() if rel.startswith("odd/")}
+    assert summary["total"] == sum(outcome.result == "read" for outcome in odd.values()) > 0
+    assert summary["skipped_count"] == sum(outcome.result != "read" for outcome in odd.values()) > 0
+    assert summary["skip_reasons"]["ping.jpg"].startswith("symlink loop")
