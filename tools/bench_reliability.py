@@ -223,9 +223,32 @@ def render(figures: dict) -> str:
             "|---|---|---|---|",
             *[f"| {r['side']:,}² | {r['seconds']} | {r['peak_mb']} | {r['total']} |" for r in figures["index"]],
         ]
+    lines += ["", "Issue 24's table, each row re-run by a test:", "", *ISSUE_ROWS]
     if figures.get("note"):
         lines += ["", figures["note"]]
     return "\n".join(lines)
+
+
+ISSUE_ROWS = [
+    "| input | before | now | test |",
+    "|---|---|---|---|",
+    '| bomb PNG (30,000²) in a catalogue | traceback, nothing indexed | skipped: "too large: 30000×30000, limit '
+    '178,956,970 pixels" | test_fuzz_inputs: test_index_takes_every_readable_file_and_names_every_other |',
+    "| the bomb among `search` queries | exit 1, stdout empty | that query's `error`, the others answered | "
+    "test_fuzz_inputs: test_search_answers_every_query_and_errors_name_the_file_once |",
+    '| symlink to itself in a catalogue | `index` stops (ELOOP) | skipped: "symlink loop" | '
+    "test_fuzz_inputs: test_index_cli_on_the_fuzz_catalogue_prints_a_summary_not_a_traceback |",
+    "| 16-bit PNG | mean 254 (clipped white) | mean 194.6 (0..65535 scaled) | "
+    "test_images: test_sixteen_bit_png_keeps_its_tones_instead_of_turning_white |",
+    "| 4,000² / 12,000² JPEG | 118 s, 1.8 GB / over 10 min (issue's figures) | table above | "
+    "test_fuzz_inputs: test_large_images_are_decoded_reduced_and_bombs_never_decoded |",
+    "| `kill -9` during the index save | temp file left forever | removed by the next writer | "
+    "test_index_crash (4 save seeds, 2 whole-run seeds) |",
+    '| unreadable query | path printed twice | path once (`ImageReadError`: "PATH: reason") | '
+    "test_images: test_every_failure_is_one_read_error_naming_the_path_once |",
+    "| labelling server restarted | similarity model, then raw cosine | chosen at start, same on every start, "
+    "`LabelApp.status()` says why | test_label_model |",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
