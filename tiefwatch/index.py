@@ -36,7 +36,7 @@ from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, display_path, list_images, load_image
 from tiefwatch.pipeline import Framing, Pipeline, mean_rows
 from tiefwatch.progress import progress_bar
-from tiefwatch.storage import write_atomic
+from tiefwatch.storage import remove_stale_temps, write_atomic
 from tiefwatch.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class CatalogIndex:
             "boxes": boxes,
             "faiss": vector_index.serialize(self.faiss_index),
         }
+        remove_stale_temps(path, rescan=True)  # what a killed `index` left, even one killed since this process began
         write_atomic(path, lambda handle: np.savez(handle, **arrays))
         self.config.save(path.with_suffix(".config.yaml"))
 

@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,51 +58,69 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def remove_stale_temps(path: str | Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
+# Temp-looking names seen in each folder by this process's first write there. Dead writers' temps are almost always
+# from before this process started, so one listing per folder serves every later write into it: writing n files
+# into one folder (crops, a synthetic set) then lists it once, not n times. ``rescan`` lists it again.
+_TEMPS_SEEN: dict[str, set[str]] = {}
+_TEMPS_LOCK = threading.Lock()
+
+
+def remove_stale_temps(path: str | Path, older_than: float = STALE_AFTER_SECONDS, rescan: bool = False) -> list[Path]:
     """Remove the temp files that killed writers of ``path`` left beside it; returns those removed.
 
     A temp is removed only when no process holds its lock (its writer is gone), unless it is empty and younger
     than ``older_than`` seconds (a live writer's, between creating and locking it). Safe to call while other
-    processes write the same target."""
+    processes write the same target. The folder is listed at this process's first call for it, or with
+    ``rescan`` (``index`` rescans, so a long-lived process also clears what a writer killed meanwhile left)."""
     path = Path(path)
-    removed: list[Path] = []
-    try:
-        candidates = sorted(path.parent.glob(f"{_glob_escape(_temp_prefix(path))}*.tmp"))
-    except OSError:
-        return removed
-    now = time.time()
-    for temp in candidates:
-        try:
-            fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            continue  # gone already (renamed by its writer, or removed by another cleaner), or not ours
-        try:
+    folder, prefix = str(path.parent), _temp_prefix(path)
+    with _TEMPS_LOCK:
+        seen = _TEMPS_SEEN.get(folder)
+        if seen is None or rescan:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen = {name for name in os.listdir(folder) if name.startswith(".") and name.endswith(".tmp")}
             except OSError:
-                continue  # a live writer holds it
-            info = os.fstat(fd)
-            if info.st_size == 0 and now - info.st_mtime < older_than:
-                continue
-            try:
-                current = os.stat(temp, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if (current.st_dev, current.st_ino) != (info.st_dev, info.st_ino):
-                continue  # the name now holds another file
-            temp.unlink()
+                return []
+            _TEMPS_SEEN[folder] = seen
+        candidates = sorted(name for name in seen if name.startswith(prefix))
+    removed: list[Path] = []
+    now = time.time()
+    for name in candidates:
+        temp = path.parent / name
+        if _remove_if_dead(temp, now, older_than):
             removed.append(temp)
-        except OSError as error:
-            log.debug("stale temp %s not removed: %s", temp, error)
-        finally:
-            os.close(fd)
+        if not os.path.lexists(temp):
+            with _TEMPS_LOCK:
+                _TEMPS_SEEN.get(folder, set()).discard(name)
     if removed:
         log.info("removed %d temp file(s) left by interrupted writes of %s", len(removed), path.name)
     return removed
 
 
-def _glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+def _remove_if_dead(temp: Path, now: float, older_than: float) -> bool:
+    """Unlink ``temp`` if its writer is gone: its lock is free (and it is not a live writer's empty new file)."""
+    try:
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False  # gone already (renamed by its writer, or removed by another cleaner), or not a plain file
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live writer holds it
+        info = os.fstat(fd)
+        if info.st_size == 0 and now - info.st_mtime < older_than:
+            return False
+        current = os.stat(temp, follow_symlinks=False)
+        if (current.st_dev, current.st_ino) != (info.st_dev, info.st_ino):
+            return False  # the name now holds another file
+        temp.unlink()
+        return True
+    except OSError as error:
+        log.debug("stale temp %s not removed: %s", temp, error)
+        return False
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

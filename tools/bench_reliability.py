@@ -193,10 +193,10 @@ def render(figures: dict) -> str:
     if c["failures"]:
         lines += ["Failures:", "", *[f"- {f['case']}: {f['result']}: {f['detail']}" for f in c["failures"]], ""]
     lines += [
-        f"Large JPEGs are decoded reduced (libjpeg's 1/2-1/8 DCT scaling) and scaled to {MAX_SIDE:,} px on the long "
-        f"side; nothing over {MAX_PIXELS:,} pixels is decoded at once, and Pillow's header check refuses bombs before "
-        "any pixel is. Reading one photo in a fresh process (median of the runs; peak RSS, VmHWM, includes the "
-        "interpreter and imports):",
+        f"Large JPEGs are decoded reduced (libjpeg's 1/2-1/8 DCT scaling, to {MAX_SIDE * 2 // 3:,}-{MAX_SIDE:,} px "
+        f"on the long side), other formats scaled to {MAX_SIDE:,} px; nothing over {MAX_PIXELS:,} pixels is decoded "
+        "at once, and Pillow's header check refuses bombs before any pixel is. Reading one photo in a fresh process "
+        "(median of the runs; peak RSS, VmHWM, includes the interpreter and imports):",
         "",
         "| photo | file MB | reader | runs | seconds | peak RSS MB | RSS grown by the read MB | array |",
         "|---|---|---|---|---|---|---|---|",
