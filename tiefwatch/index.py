@@ -46,8 +46,9 @@ FORMAT_VERSION = 1
 # so later searches embed as it did; a one-off ``--set`` on anything else does not stick.
 INDEX_SECTIONS = ("backbone", "embed", "index", "crop")
 # Catalogue photos are read at most this long (a query keeps images.MAX_SIDE): a product shot's watch fills the
-# frame, and the backbone sees 260 px of it. The product cut-out's morphology grows with the square of the side:
-# one 2,048 px photo took 17.5 s to frame, at 1,024 px 1.3 s (docs/benchmarks.md, reliability section).
+# frame, and the backbone sees 260 px of it. The product cut-out's morphology (bbox.synth: cv2.morphologyEx and
+# dilate, kernels that grow with the photo) costs far more than the pixels: ``_prepare_chunk`` of one 2,048 px
+# photo took 17.5 s under cProfile, of a 1,024 px one 1.3 s (2 shared cores, 2026-12-07).
 CATALOGUE_MAX_SIDE = 1024
 
 
