@@ -73,7 +73,10 @@ class IndexConfig:
     # (FAISS never sees it): people name colours first, the backbone does not (benchmarks.md, judged section).
     colour: bool = True
     target_recall: float = 0.97  # recall@10 of exact search the build-time tuning aims for
-    extensions: list[str] = field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp"])
+    # the file names taken as photos (images.IMAGE_EXTENSIONS): HEIC/HEIF through pillow-heif, AVIF through Pillow
+    extensions: list[str] = field(
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"]
+    )
 
 
 @dataclass
@@ -253,8 +256,20 @@ def _merge_into(target: Any, data: dict[str, Any], prefix: str) -> None:
         setattr(target, key, _coerce(name, current, value))
 
 
+# Counts that mean nothing below these: ``search.k=0`` would return no result and say nothing about why.
+MINIMUMS = {"search.k": 1, "rerank.top_k": 1, "embed.batch_size": 1, "embed.decode_workers": 1}
+
+
 def _coerce(name: str, current: Any, value: Any) -> Any:
-    """Keep each key's type: a typo like ``k=ten`` fails here, not deep inside FAISS."""
+    """Keep each key's type (a typo like ``k=ten`` fails here, not deep inside FAISS) and its range."""
+    value = _coerce_type(name, current, value)
+    minimum = MINIMUMS.get(name)
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
+    return value
+
+
+def _coerce_type(name: str, current: Any, value: Any) -> Any:
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value

@@ -4,8 +4,13 @@ Beside each vector it keeps the photo crop's colour descriptor (``index.colour``
 re-ranker compares colours, FAISS does not.
 
 Saved as a single ``.npz`` written atomically, so an interrupted ``tiefwatch index`` leaves the previous index
-usable. Re-indexing is incremental: files whose size and mtime (or, failing that, content hash) are unchanged
-keep their vectors; deleted files are dropped.
+usable, and the next run removes the temp file a killed one left (``storage.remove_stale_temps``). Re-indexing
+is incremental: files whose size and mtime (or, failing that, content hash) are unchanged keep their vectors;
+deleted files are dropped.
+
+Every file the reader cannot take (``images.load_image``: broken, truncated, too large, a looping or broken
+symlink, one that vanished since the listing) is skipped, counted and named with its one-line reason
+(``IndexSummary.skipped`` and ``skip_reasons``); the rest of the catalogue is indexed as if it were not there.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import stat
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +33,10 @@ import numpy as np
 from bbox.box import BoundingBox
 from tiefwatch import __version__, vector_index
 from tiefwatch.config import Config
-from tiefwatch.images import ImageReadError, list_images, load_image
+from tiefwatch.images import ImageReadError, display_path, list_images, load_image
 from tiefwatch.pipeline import Framing, Pipeline, mean_rows
 from tiefwatch.progress import progress_bar
-from tiefwatch.storage import write_atomic
+from tiefwatch.storage import remove_stale_temps, write_atomic
 from tiefwatch.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,11 @@ FORMAT_VERSION = 1
 # What an index's vectors and its search structure depend on: ``index`` records these in the workspace's settings,
 # so later searches embed as it did; a one-off ``--set`` on anything else does not stick.
 INDEX_SECTIONS = ("backbone", "embed", "index", "crop")
+# Catalogue photos are read at most this long (a query keeps images.MAX_SIDE): a product shot's watch fills the
+# frame, and the backbone sees 260 px of it. The product cut-out's morphology (bbox.synth: cv2.morphologyEx and
+# dilate, kernels that grow with the photo) costs far more than the pixels: ``_prepare_chunk`` of one 2,048 px
+# photo took 17.5 s under cProfile, of a 1,024 px one 1.3 s (2 shared cores, 2026-12-07).
+CATALOGUE_MAX_SIDE = 1024
 
 
 class CatalogIndexError(RuntimeError):
@@ -65,7 +77,8 @@ class IndexSummary:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # catalogue-relative names, printable (images.display_path)
+    skip_reasons: dict[str, str] = field(default_factory=dict)  # name -> why, e.g. "too large: 30000×30000, ..."
     rebuilt_reason: str = ""
     catalog_views: int = 0  # photo-like views averaged into each newly embedded photo's vector (index.views)
     with_views: int = 0  # newly embedded photos that got them (those framed by their product cut-out)
@@ -75,6 +88,11 @@ class IndexSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "skipped_count": len(self.skipped)}
+
+    def skip(self, rel: str, error: ImageReadError) -> None:
+        name = display_path(rel)
+        self.skipped.append(name)
+        self.skip_reasons[name] = error.reason
 
 
 class CatalogIndex:
@@ -152,6 +170,7 @@ class CatalogIndex:
             "boxes": boxes,
             "faiss": vector_index.serialize(self.faiss_index),
         }
+        remove_stale_temps(path, rescan=True)  # what a killed `index` left, even one killed since this process began
         write_atomic(path, lambda handle: np.savez(handle, **arrays))
         self.config.save(path.with_suffix(".config.yaml"))
 
@@ -216,12 +235,32 @@ class CatalogIndex:
 
 # ---------------------------------------------------------------------- building
 def file_sha1(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _scan(path: Path) -> os.stat_result | ImageReadError:
+    """The file's stat, or why it cannot be indexed: a broken or looping symlink, a folder or FIFO named like an
+    image, a file that vanished since the listing. ``load_image`` gives the reason in the reader's words."""
+    try:
+        info = path.stat()
+    except OSError:
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode):
+        return info
+    try:
+        load_image(path)
+    except ImageReadError as error:
+        return error
+    return ImageReadError(f"{display_path(path)}: not a regular file", str(path), "not a regular file")
 
 
 def _decode(path: Path) -> np.ndarray | ImageReadError:
     try:
-        return load_image(path)
+        return load_image(path, max_side=CATALOGUE_MAX_SIDE)
     except ImageReadError as error:
         return error
 
@@ -310,21 +349,33 @@ def build_index(
 
     kept: list[tuple[Entry, np.ndarray, np.ndarray]] = []
     to_embed: list[tuple[str, Path, int, int, str, bool]] = []
+    unreadable: set[str] = set()
     for path in files:
         rel = path.relative_to(root).as_posix()
-        stat = path.stat()
+        info = _scan(path)
+        if isinstance(info, ImageReadError):
+            log.warning("skipped %s", info)
+            summary.skip(rel, info)
+            unreadable.add(rel)
+            continue
         old = reusable.get(rel)
-        if old is not None and old[0].size == stat.st_size and old[0].mtime_ns == stat.st_mtime_ns:
+        if old is not None and old[0].size == info.st_size and old[0].mtime_ns == info.st_mtime_ns:
             kept.append(old)
             continue
-        sha1 = file_sha1(path)
+        try:
+            sha1 = file_sha1(path)
+        except OSError as error:  # vanished or became unreadable since the stat
+            reason = error.strerror or error.__class__.__name__
+            summary.skip(rel, ImageReadError(f"{display_path(path)}: {reason}", str(path), reason))
+            unreadable.add(rel)
+            continue
         if old is not None and old[0].sha1 == sha1:
             entry = old[0]
-            kept.append((Entry(rel, stat.st_size, stat.st_mtime_ns, sha1, entry.box), old[1], old[2]))
+            kept.append((Entry(rel, info.st_size, info.st_mtime_ns, sha1, entry.box), old[1], old[2]))
             continue
-        to_embed.append((rel, path, stat.st_size, stat.st_mtime_ns, sha1, old is not None))
+        to_embed.append((rel, path, info.st_size, info.st_mtime_ns, sha1, old is not None))
     summary.unchanged = len(kept)
-    present = {path.relative_to(root).as_posix() for path in files}
+    present = {path.relative_to(root).as_posix() for path in files} - unreadable
     summary.removed = sum(1 for rel in reusable if rel not in present)
 
     embedded: list[tuple[Entry, np.ndarray, np.ndarray]] = []
@@ -347,7 +398,7 @@ def build_index(
             for item, ready in zip(chunk, decoded, strict=True):
                 if not isinstance(ready, _Prepared):
                     log.warning("skipped %s", ready)
-                    summary.skipped.append(item[0])
+                    summary.skip(item[0], ready)
             if good:
                 summary.with_views += sum(1 for _, ready in good if ready.views)
                 vectors, colours, framings = _embed_prepared(pipeline, [ready for _, ready in good])

@@ -106,37 +106,93 @@ class LabelApp:
         self._reranker: Reranker | None = None
         self._model_key: tuple[Any, ...] | None = None
         self.model_note = "raw features (cosine)"
+        self.model_reason = "not chosen yet"
+        self.model_path: str | None = None
         self._page_template = PAGE_PATH.read_text(encoding="utf-8")
+        self.refresh_model()  # chosen at start, so every answer (a triplet first, too) reports the same model
 
     # -------------------------------------------------------------- model
     def _model_files(self) -> list[Path]:
+        """The files the model choice depends on, in the order ``load_reranker`` tries them."""
+        from ranking.rerank import DEFAULT_MODEL
+
         files = [self.workspace.similarity_model_path]
         if self.config.rerank.model:
             files.insert(0, Path(self.config.rerank.model))
+        if self.config.rerank.packaged:
+            files.append(DEFAULT_MODEL)
         return files
 
     def refresh_model(self) -> None:
-        """Reload the similarity model when its file appears or changes, so training shows up without a restart."""
+        """Choose the ranking model at start, and again when its file appears or changes (training then shows up
+        without a restart); ``status`` says which one and why.
+
+        The choice is ``load_reranker``'s, as a search makes it: ``rerank.model``, else the workspace's
+        ``models/similarity.pt``, else the packaged model where this index's vectors are made as it was trained
+        on, else the raw cosine. It used to be made lazily, by the first ``/api/next``: a server restarted under
+        a page still open got a triplet (or an undo) first, and answered it with the note it started with, "raw
+        features (cosine)", while a fresh start, asked ``/api/next`` first, answered "similarity model ...". The
+        questions were ranked by the same model both times; the report differed. Now the model is chosen in
+        ``__init__``, before any request, so every start on the same workspace reports the same model."""
         if not self.config.rerank.enabled:
             self.model_note = "raw features (cosine; rerank disabled)"
+            self.model_reason = "rerank.enabled is false"
+            self.model_path = None
             return
         key = tuple(_file_stamp(path) for path in self._model_files())
         with self._model_lock:
             if key == self._model_key:
                 return
             self._model_key = key
+            source, reason = self._model_source()
             try:
                 reranker = load_reranker(self.config, self.workspace, self.index.signature)
             except Exception as error:  # a half-written or unsupported model must not stop the labelling
                 log.warning("similarity model not loaded, keeping %s: %s", self.model_note, error)
+                self.model_reason = f"{source} could not be loaded ({error}); kept the previous choice"
                 return
             self._reranker = reranker
-            self.model_note = (
-                "raw features (cosine)" if reranker is None else f"similarity model {reranker.fingerprint}"
-            )
+            if reranker is None:
+                self.model_note = "raw features (cosine)"
+                self.model_path = None
+                self.model_reason = (
+                    "the packaged similarity model does not fit this index (its vectors are made with other "
+                    "settings, or it keeps no colour descriptors), and no other model is configured or trained"
+                    if source is not None
+                    else reason
+                )
+            else:
+                self.model_note = f"similarity model {reranker.fingerprint}"
+                self.model_path = None if source is None else str(source)
+                self.model_reason = reason
             with self._lock:
                 self._exhausted.clear()  # a new ranking opens new uncertain pairs
-            log.info("labelling now ranks with %s", self.model_note)
+            log.info("labelling now ranks with %s: %s", self.model_note, self.model_reason)
+
+    def _model_source(self) -> tuple[Path | None, str]:
+        """The file ``load_reranker`` will try, and the reason it is that one (its order, in words)."""
+        from ranking.rerank import DEFAULT_MODEL
+
+        rerank = self.config.rerank
+        if rerank.model:
+            return Path(rerank.model), "configured as rerank.model"
+        if self.workspace.similarity_model_path.exists():
+            return self.workspace.similarity_model_path, "the workspace's own model (tiefwatch train-triplets)"
+        if rerank.packaged and DEFAULT_MODEL.exists():
+            return DEFAULT_MODEL, "the packaged default model: no workspace model, and it fits this index's vectors"
+        return None, "no similarity model: none configured or trained, and the packaged one is off (rerank.packaged)"
+
+    def status(self) -> dict[str, Any]:
+        """Which ranking the labelling uses and why, for ``/api/status``: the same on every start of one workspace."""
+        self.refresh_model()
+        with self._model_lock:
+            return {
+                "model": self.model_note,
+                "kind": "cosine" if self._reranker is None else "similarity",
+                "path": self.model_path,
+                "reason": self.model_reason,
+                "catalogue": len(self.index),
+            }
 
     def restrict_anchors(self, rows: set[int]) -> None:
         """Ask about these anchors only (candidates still come from the whole catalogue): annotators working in
