@@ -25,7 +25,7 @@ from bbox.netio import CropNetSpec
 from bbox.predict import checkpoint_bytes
 from bbox.train import CachedFeatures, EpochReport, extract_features, fit, split_rows, synthesise
 from tiefwatch.config import Config
-from tiefwatch.images import ImageReadError, expand_queries, list_images, load_image, save_image
+from tiefwatch.images import ImageReadError, expand_queries, image_size, list_images, load_image, save_image
 from tiefwatch.models import load_cropper
 from tiefwatch.pipeline import second_look
 from tiefwatch.progress import progress_bar, stderr_console
@@ -91,7 +91,8 @@ def crop_images(
             if overlay:
                 overlay_path = str(out / f"{path.stem}_box.jpg")
                 save_image(overlay_path, draw_box(image, prediction.box.as_list()))
-        results.append(CropResult(str(path), prediction.box, prediction.confidence, crop_path, overlay_path))
+        box = prediction.box.scale(image_size(path)[0] / w)  # a large photo was read scaled down: its own pixels
+        results.append(CropResult(str(path), box, prediction.confidence, crop_path, overlay_path))
     return results
 
 

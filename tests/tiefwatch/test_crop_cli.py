@@ -70,3 +70,65 @@ def test_unreadable_image_is_reported_not_fatal(tmp_path: Path, capsys: pytest.C
     code = main(["-q", "-w", str(tmp_path / "ws"), "crop", str(bad), str(good), "--format", "json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and "error" in data[0] and data[1]["box"] is not None
+
+
+def _close_up(watch: np.ndarray, side: int, shift: float = 0.0) -> tuple[np.ndarray, BoundingBox]:
+    """The watch cut to its own box and enlarged to fill a ``side``-pixel frame on a dim desk, slid by ``shift`` of
+    the frame (cut by its edge); returns the photo and the visible watch's box."""
+    from bbox.segment import product_box
+
+    box = product_box(watch)
+    assert box is not None
+    tight = box.crop(watch)
+    scale = side / max(tight.shape[:2])
+    tight = cv2.resize(tight, (round(tight.shape[1] * scale), round(tight.shape[0] * scale)))
+    h, w = tight.shape[:2]
+    frame = np.full((side, side, 3), 70, np.uint8)
+    dx = round(shift * side)
+    x0, y0 = (side - w) // 2 + dx, (side - h) // 2
+    left, right = max(0, x0), min(side, x0 + w)
+    frame[y0 : y0 + h, left:right] = tight[:, left - x0 : right - x0]
+    return frame, BoundingBox(left, y0, right, y0 + h)
+
+
+def test_a_photo_that_is_all_watch_is_boxed_whole_not_as_a_fragment(tmp_path: Path) -> None:
+    from tiefwatch.config import Config
+    from tiefwatch.models import load_cropper
+    from tiefwatch.workspace import Workspace
+
+    cropper = load_cropper(Config(), Workspace(tmp_path / "ws"), required=True)
+    attrs = WatchAttributes("round", "silver", "black", "bracelet", "silver", "baton", "none", False)
+    photos = [_close_up(render_watch(attrs, size=200), 360, shift) for shift in (0.0, 0.2)]
+    for (_, truth), prediction in zip(photos, cropper.predict([p for p, _ in photos]), strict=True):
+        assert prediction.box.iou(truth) > 0.6, (prediction.box, truth)
+        assert prediction.box.area > 0.6 * truth.area  # never a strip of bezel or two numerals
+
+
+def test_real_watches_filling_the_frame_are_boxed_whole(tmp_path: Path) -> None:
+    from tests.helpers import SHARED_CATALOG
+    from tiefwatch.config import Config
+    from tiefwatch.images import list_images, load_image
+    from tiefwatch.models import load_cropper
+    from tiefwatch.workspace import Workspace
+
+    if not SHARED_CATALOG.is_dir():
+        pytest.skip(f"needs the shared dev catalogue at {SHARED_CATALOG}")
+    cropper = load_cropper(Config(), Workspace(tmp_path / "ws"), required=True)
+    watches = [load_image(p) for p in list_images(SHARED_CATALOG)[:40:5]]
+    photos = [_close_up(w, 480, shift) for w in watches for shift in (0.0, 0.25)]
+    ious = [p.box.iou(t) for (_, t), p in zip(photos, cropper.predict([p for p, _ in photos]), strict=True)]
+    assert np.mean(ious) > 0.75 and min(ious) > 0.4, np.round(ious, 2)
+
+
+def test_a_large_photo_is_boxed_in_its_own_pixels(tmp_path: Path) -> None:
+    from tiefwatch.crop import crop_images
+    from tiefwatch.images import MAX_SIDE
+
+    image, truth = _scene(tmp_path)
+    factor = 6  # 2,400 px: read scaled down to MAX_SIDE, boxed in the file's pixels
+    assert 400 * factor > MAX_SIDE
+    large = cv2.resize(image, (400 * factor, 300 * factor), interpolation=cv2.INTER_NEAREST)
+    path = tmp_path / "large.png"
+    Image.fromarray(large).save(path)
+    (result,) = crop_images([path], tmp_path / "ws")
+    assert result.box is not None and result.box.iou(truth.scale(factor)) > 0.5
