@@ -75,7 +75,6 @@ function showResults(data) {
     item.dataset.id = hit.id;
     item.dataset.path = hit.path;
     const img = document.createElement("img");
-    img.loading = "lazy";
     img.alt = fileName(hit.path);
     img.src = withToken(`/api/catalog/${hit.id}`);
     const meta = document.createElement("div");
