@@ -25,8 +25,8 @@ from tiefwatch.config import Config
 from tiefwatch.images import save_image
 from tiefwatch.index import CatalogIndex, Entry
 from tiefwatch.label import LabelApp, make_server
-from tiefwatch.web.server import WebServer
 from tiefwatch.triplets import COLUMNS, Triplet, TripletWriter, read_triplets
+from tiefwatch.web.server import WebServer
 from tiefwatch.workspace import Workspace
 
 TOKEN = "s3cret-token-for-tests"
@@ -176,8 +176,11 @@ def test_malformed_requests_are_4xx_and_change_nothing(labelled_workspace: tuple
         ("POST", "/label/api/triplet", {"raw": b"x" * 10_000, "headers": json_header}),  # oversized
         ("POST", "/label/api/triplet", {"raw": b"[" * 2000 + b"]" * 2000, "headers": json_header}),  # nested deep
         ("POST", "/label/api/triplet", {"body": {**good, "near": [[[[[[a]]]]]]}}),  # nested value
-        ("POST", "/label/api/triplet", {"raw": b'{"annotator": "bob", "anchor": 1' + b"0" * 4000 + b"}",
-                                        "headers": json_header}),  # a 4000-digit number
+        (
+            "POST",
+            "/label/api/triplet",
+            {"raw": b'{"annotator": "bob", "anchor": 1' + b"0" * 4000 + b"}", "headers": json_header},
+        ),  # a 4000-digit number
         ("POST", "/label/api/triplet", {"body": good, "headers": {"Origin": "http://evil.example"}}),
         ("POST", "/label/api/triplet", {"body": good, "headers": {"Host": "evil.example:80"}}),  # DNS rebinding
         ("GET", "/label/api/triplet", {}),

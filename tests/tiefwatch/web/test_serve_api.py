@@ -124,7 +124,7 @@ def test_concurrent_clients_on_a_real_server(
     served_workspace: tuple[Workspace, Config, Path], searcher, png_bytes: Callable[..., bytes]
 ) -> None:
     """8 clients x 3 searches on one worker: every answer 200 and right (the full 8 x 50 is tools/bench_serve.py)."""
-    workspace, config, catalog = served_workspace
+    workspace, config, _ = served_workspace
     server = WebServer(create_app(workspace, config, searcher=searcher), port=0)
     server.start()
     port = server.server_address[1]
@@ -136,16 +136,21 @@ def test_concurrent_clients_on_a_real_server(
             seed = (number + attempt) % 5
             boundary = "tiefwatchtest"
             body = (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="w{seed}.png"\r\n'
-                f"Content-Type: image/png\r\n\r\n"
-            ).encode() + photos[seed] + f"\r\n--{boundary}--\r\n".encode()
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="w{seed}.png"\r\n'
+                    f"Content-Type: image/png\r\n\r\n"
+                ).encode()
+                + photos[seed]
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             connection.request(
                 "POST", "/api/search", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
             )
             response = connection.getresponse()
             data = json.loads(response.read())
-            outcomes.append((response.status, seed, Path(data["results"][0]["path"]).name if data.get("results") else ""))
+            first = Path(data["results"][0]["path"]).name if data.get("results") else ""
+            outcomes.append((response.status, seed, first))
             connection.close()
 
     started = time.perf_counter()
