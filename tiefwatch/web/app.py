@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tiefwatch import __version__
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError
+from tiefwatch.label import MAX_BODY_BYTES as LABEL_BODY_BYTES
 from tiefwatch.web.schemas import Error, Health, SearchResult
 from tiefwatch.web.security import AccessDenied, AccessPolicy, check_token, is_loopback, suggest_token
 from tiefwatch.web.uploads import ImageTooLarge, load_image_bytes
@@ -147,8 +148,6 @@ class Guard:
         except AccessDenied as denied:
             await error_response(denied.status, denied.message)(scope, receive, send)
             return
-        from tiefwatch.label import MAX_BODY_BYTES as LABEL_BODY_BYTES
-
         limit = LABEL_BODY_BYTES if path.startswith("/label/") else self.state.max_upload_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -285,9 +284,11 @@ def _add_search_routes(app: FastAPI, state: WebState) -> None:
         return state.searcher
 
     @app.get("/", include_in_schema=False)
-    def page() -> Response:
-        if not state.search:
-            raise StarletteHTTPException(HTTPStatus.NOT_FOUND, "search is not served here; see /label/")
+    def page(request: Request) -> Response:
+        if not state.search:  # `tiefwatch label`: its page, where its old address pointed
+            if state.label_app is None:
+                raise StarletteHTTPException(HTTPStatus.NOT_FOUND, "search is not served here")
+            return RedirectResponse("/label/" + (f"?{request.url.query}" if request.url.query else ""))
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/api/health", response_model=Health, summary="Is the server up, and what does it serve")

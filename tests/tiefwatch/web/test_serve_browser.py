@@ -98,7 +98,15 @@ def test_upload_see_results_open_one(
     assert ranks == [f"#{n}" for n in range(1, 7)] and all(-1 <= score <= 1 for score in scores)
     box = browser.find_element(By.ID, "box")
     framing = browser.find_element(By.ID, "framing").text
-    assert box.is_displayed() == ("red box" in framing)
+    assert box.is_displayed() and "red box" in framing  # this shot's watch is found (confidence about 0.5)
+    if box.is_displayed():  # drawn where the box lies in the photo as shown, whatever its scale on screen
+        shown, drawn = browser.find_element(By.ID, "photo").rect, box.rect
+        x0, y0, x1, y1 = (float(v) for v in box.get_attribute("data-box").split(","))
+        height, width = scene.image.shape[:2]
+        scale_x, scale_y = shown["width"] / width, shown["height"] / height
+        expected = (shown["x"] + x0 * scale_x, shown["y"] + y0 * scale_y, (x1 - x0) * scale_x, (y1 - y0) * scale_y)
+        got = (drawn["x"], drawn["y"], drawn["width"], drawn["height"])
+        assert all(abs(a - b) <= 4 for a, b in zip(got, expected, strict=True)), (got, expected)
     if os.environ.get("TIEFWATCH_SCREENSHOT_SEARCH"):
         browser.save_screenshot(str(tmp_path / "search.png"))
         shutil.copy(tmp_path / "search.png", os.environ["TIEFWATCH_SCREENSHOT_SEARCH"])

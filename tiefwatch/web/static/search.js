@@ -54,6 +54,7 @@ function drawBox(data) {
   box.style.top = (100 * y0 / h) + "%";
   box.style.width = (100 * (x1 - x0) / w) + "%";
   box.style.height = (100 * (y1 - y0) / h) + "%";
+  box.dataset.box = data.box.join(",");
   box.hidden = false;
   const sure = data.crop_confidence != null ? `, confidence ${data.crop_confidence.toFixed(2)}` : "";
   $("framing").textContent = `the red box is what was searched${sure}` + (data.note ? ` — ${data.note}` : "");
