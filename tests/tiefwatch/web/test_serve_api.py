@@ -164,3 +164,30 @@ def test_concurrent_clients_on_a_real_server(
     assert len(outcomes) == 24 and all(status == 200 for status, _, _ in outcomes)
     assert all(first == f"w{seed}.png" for _, seed, first in outcomes)  # each photo finds its own watch
     assert time.perf_counter() - started < 120
+
+
+def test_serve_warns_off_loopback_and_refuses_labelling_without_a_token(
+    served_workspace: tuple[Workspace, Config, Path],
+    searcher,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from tiefwatch.cli import main
+    from tiefwatch.web.app import serve
+
+    workspace, config, _ = served_workspace
+    served: list[tuple[str, int]] = []
+    monkeypatch.setattr("tiefwatch.search.Searcher", lambda *args, **kwargs: searcher)
+    monkeypatch.setattr(WebServer, "serve_forever", lambda self, poll_interval=None: served.append(self.server_address))
+    serve(workspace, config, host="127.0.0.1", port=0)
+    assert "warning" not in capsys.readouterr().err
+    serve(workspace, config, host="0.0.0.0", port=0)
+    err = capsys.readouterr().err
+    assert "warning: listening on 0.0.0.0 without a token" in err and "--token" in err
+    serve(workspace, config, host="0.0.0.0", port=0, token=TOKEN)
+    assert "warning" not in capsys.readouterr().err and len(served) == 3
+    with pytest.raises(ValueError, match="labelling tool to the network"):
+        serve(workspace, config, host="0.0.0.0", port=0, label_triplets=tmp_path / "t.csv")
+    assert main(["serve", "-w", str(workspace.root), "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
