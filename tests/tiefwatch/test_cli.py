@@ -106,6 +106,8 @@ def test_missing_queries_are_entries_and_no_crop_no_rerank_work_on_any_index(
     ws = str(tmp_path / "ws")
     sets = [arg for item in fast_overrides for arg in ("--set", item)]
     assert _run(capsys, "index", str(catalog_dir), "-w", ws, *sets)[0] == 0  # crop on: the default framing
+    quick = ["--set", "search.extra_crop_scales=[]", "--set", "search.zoom_below=0"]  # the flags are tested, not these
+    assert _run(capsys, "config", "-w", ws, *quick, "--save")[0] == 0
     queries = [str(catalog_dir / "w1.png"), str(tmp_path / "gone.jpg"), str(catalog_dir / "w3.png")]
     code, out, err = _run(capsys, "search", *queries, "-w", ws, "--format", "json", "-k", "2", "--no-crop")
     data = json.loads(out)

@@ -15,6 +15,8 @@ from tiefwatch.images import save_image
 from tiefwatch.workspace import Workspace
 
 FAST = ["backbone.image_size=96", "embed.batch_size=8", "embed.engine=torch", "index.views=0"]
+# one embedding per query and no zoomed second look: the web layer is tested here, not the search's refinements
+FAST_SEARCH = ["search.extra_crop_scales=[]", "search.zoom_below=0"]
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +31,7 @@ def served_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspac
     workspace = Workspace(root / "ws")
     config = workspace.load_config(overrides=FAST)
     index_catalog(catalog, workspace, config)
+    workspace.save_config(workspace.load_config(overrides=FAST_SEARCH))  # so that every Searcher of it is quick
     return workspace, workspace.load_config(), catalog
 
 

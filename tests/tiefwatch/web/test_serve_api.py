@@ -74,6 +74,8 @@ def test_page_docs_and_security_headers(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and 'id="file"' in page.text and 'capture="environment"' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in (page.text, client.get("/static/search.js").text, client.get("/static/search.css").text):
+        assert "http://" not in asset and "https://" not in asset and "//cdn" not in asset  # nothing from elsewhere
     assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
     assert client.get("/static/search.js").status_code == 200
     docs = client.get("/docs")
