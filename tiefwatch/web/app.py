@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
@@ -34,11 +34,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tiefwatch import __version__
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError
+from tiefwatch.index import CatalogIndex
 from tiefwatch.label import MAX_BODY_BYTES as LABEL_BODY_BYTES
+from tiefwatch.label import LabelApp
 from tiefwatch.web.schemas import Error, Health, SearchResult
 from tiefwatch.web.security import AccessDenied, AccessPolicy, check_token, is_loopback, suggest_token
 from tiefwatch.web.uploads import ImageTooLarge, load_image_bytes
 from tiefwatch.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tiefwatch.search import Searcher
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +77,8 @@ class WebState:
     policy: AccessPolicy
     search: bool = True
     max_upload_bytes: int = MAX_UPLOAD_BYTES
-    searcher: Any = None  # tiefwatch.search.Searcher, imported when loaded (torch-free where the cache allows)
-    label_app: Any = None  # tiefwatch.label.LabelApp
+    searcher: Searcher | None = None  # imported when loaded
+    label_app: LabelApp | None = None
     thumbnails: CatalogThumbnails | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,7 +97,7 @@ class WebState:
 class CatalogThumbnails:
     """JPEG thumbnails of index rows, only where the row's real path is inside the catalogue folder."""
 
-    def __init__(self, index: Any) -> None:
+    def __init__(self, index: CatalogIndex) -> None:
         self.index = index
         self.root_real = os.path.realpath(index.root)
         self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
@@ -202,7 +207,7 @@ def create_app(
     search: bool = True,
     label_triplets: str | Path | None = None,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
-    searcher: Any = None,
+    searcher: Searcher | None = None,
 ) -> FastAPI:
     """The web app over a workspace. ``search=False`` serves the labelling page alone (``tiefwatch label``);
     ``label_triplets`` adds it under ``/label/``, appending to that CSV; ``searcher``: one already loaded (else
@@ -225,8 +230,6 @@ def create_app(
                 f"binding to {host} exposes the labelling tool to the network; give a token, e.g. "
                 f"--token {suggest_token()}"
             )
-        from tiefwatch.label import LabelApp
-
         state.label_app = LabelApp(workspace, config, Path(label_triplets), token=token)
 
     @asynccontextmanager
@@ -278,7 +281,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_search_routes(app: FastAPI, state: WebState) -> None:
-    def searcher() -> Any:
+    def searcher() -> Searcher:
         if state.searcher is None:
             raise StarletteHTTPException(HTTPStatus.NOT_FOUND, "search is not served here")
         return state.searcher
