@@ -101,6 +101,14 @@ def test_body_limit(served_workspace: tuple[Workspace, Config, Path], searcher, 
         assert chunked.status_code == 413
 
 
+def test_decompression_bombs_are_refused(client: TestClient, png_bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64)  # Pillow's limit, respected: 96 x 96 is over it
+    refused = upload(client, png_bytes(2))
+    assert refused.status_code == 413 and "too many pixels" in refused.json()["error"]
+
+
 def test_token_host_and_origin(served_workspace: tuple[Workspace, Config, Path], searcher, png_bytes) -> None:
     workspace, config, _ = served_workspace
     with pytest.raises(ValueError, match="at least"):
