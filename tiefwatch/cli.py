@@ -67,7 +67,7 @@ def cmd_index(args: argparse.Namespace, workspace: Workspace) -> int:
             print(f"  skipped (unreadable): {rel}")
         if len(summary.skipped) > 20:
             print(f"  ... and {len(summary.skipped) - 20} more")
-    return 0
+    return EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -146,7 +146,7 @@ def cmd_eval(args: argparse.Namespace, workspace: Workspace) -> int:
         console.print(
             f"held-out triplets ({t['count']}, {t['csv']}): accuracy raw backbone {t['raw']:.3f}, trained {trained}"
         )
-    return 0
+    return EXIT_OK
 
 
 def cmd_crop(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -195,7 +195,7 @@ def cmd_train_bbox(args: argparse.Namespace, workspace: Workspace) -> int:
         f"crop model saved to {summary.model}: validation mean IoU {summary.best_val_mean_iou:.3f}, "
         f"IoU≥0.5 {summary.best_val_iou_at_50:.1%} ({summary.samples} scenes, {summary.seconds:.0f}s)",
     )
-    return 0
+    return EXIT_OK
 
 
 def _held_out_names(fraction: float, workspace: Workspace, config: Config) -> set[str]:
@@ -245,7 +245,7 @@ def cmd_train_triplets(args: argparse.Namespace, workspace: Workspace) -> int:
     )
     if summary.val_accuracy <= summary.backbone_val_accuracy:
         print("warning: the trained model is no better than the raw backbone on held-out anchors", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -272,7 +272,7 @@ def cmd_train(args: argparse.Namespace, workspace: Workspace) -> int:
             f"with it. Remove {summary.model} to search without it, or tune the backbone (--tail-stages 2)",
             file=sys.stderr,
         )
-    return 0
+    return EXIT_OK
 
 
 def _train_tail(args: argparse.Namespace, workspace: Workspace, config: Config, exclude: set[str]) -> int:
@@ -298,7 +298,7 @@ def _train_tail(args: argparse.Namespace, workspace: Workspace, config: Config, 
         f"({summary.items} watches x {summary.views} views, last {summary.stages} stages, {summary.seconds:.0f}s). "
         f"Re-run `tiefwatch index` to embed the catalogue with it{moved}.",
     )
-    return 0
+    return EXIT_OK
 
 
 def cmd_label(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -306,13 +306,15 @@ def cmd_label(args: argparse.Namespace, workspace: Workspace) -> int:
 
     from tiefwatch.label import serve_labelling
 
+    token = args.token or os.environ.get("TIEFWATCH_LABEL_TOKEN")
+    _check_web_flags(args.host, token, labelling=True)
     serve_labelling(
         workspace,
         _config(args, workspace),
         args.triplets,
         host=args.host,
         port=args.port,
-        token=args.token or os.environ.get("TIEFWATCH_LABEL_TOKEN"),
+        token=token,
         open_browser=args.open,
     )
     return EXIT_OK
@@ -327,13 +329,15 @@ def cmd_serve(args: argparse.Namespace, workspace: Workspace) -> int:
         raise CliError(f"--workers must be at least 1, got {args.workers}")
     if args.max_upload_mb <= 0:
         raise CliError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    token = args.token or os.environ.get("TIEFWATCH_TOKEN")
+    _check_web_flags(args.host, token, labelling=args.label is not None)
     serve(
         workspace,
         _config(args, workspace),
         host=args.host,
         port=args.port,
         workers=args.workers,
-        token=args.token or os.environ.get("TIEFWATCH_TOKEN"),
+        token=token,
         label_triplets=args.label,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         open_browser=args.open,
@@ -346,7 +350,7 @@ def cmd_demo(args: argparse.Namespace, workspace: Workspace) -> int:
     from tiefwatch.demo import run_demo
 
     run_demo(workspace, size=args.catalog_size, queries=args.queries, show_progress=not args.quiet)
-    return 0
+    return EXIT_OK
 
 
 def cmd_config(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -364,6 +368,18 @@ def cmd_config(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 # ---------------------------------------------------------------------------- plumbing
+def _check_web_flags(host: str, token: str | None, labelling: bool) -> None:
+    """Refused flag combinations of ``serve`` and ``label`` are usage errors (exit 2), found before models load."""
+    from tiefwatch.web.security import MIN_TOKEN_LENGTH, is_loopback, suggest_token
+
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise CliError(f"the token must be at least {MIN_TOKEN_LENGTH} characters")
+    if labelling and token is None and not is_loopback(host):
+        raise CliError(
+            f"binding to {host} exposes the labelling tool to the network; give a token, e.g. --token {suggest_token()}"
+        )
+
+
 def _indexed_root(workspace: Workspace) -> Path | None:
     """The catalogue folder the workspace's index was built from (its metadata alone is read), or None."""
     import numpy as np

@@ -199,5 +199,12 @@ def test_serve_warns_off_loopback_and_refuses_labelling_without_a_token(
     assert "warning" not in capsys.readouterr().err and len(served) == 3
     with pytest.raises(ValueError, match="labelling tool to the network"):
         serve(workspace, config, host="0.0.0.0", port=0, label_triplets=tmp_path / "t.csv")
-    assert main(["serve", "-w", str(workspace.root), "--workers", "0"]) == 2
-    assert "--workers must be at least 1" in capsys.readouterr().err
+    for argv, message in [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--token", "short"], "at least 12 characters"),
+        (["--host", "0.0.0.0", "--label", str(tmp_path / "t.csv")], "give a token"),
+    ]:
+        assert main(["serve", "-w", str(workspace.root), *argv]) == 2  # usage errors, before any model loads
+        assert message in capsys.readouterr().err
+    assert main(["label", "-w", str(workspace.root), "--host", "0.0.0.0"]) == 2
+    assert "give a token" in capsys.readouterr().err
