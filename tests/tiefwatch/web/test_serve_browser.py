@@ -121,6 +121,11 @@ def test_upload_see_results_open_one(
     browser.find_element(By.CSS_SELECTOR, "#large .close").click()
     wait.until(lambda d: not large.is_displayed())
 
+    # an option changed searches the same photo again: without the crop, the whole photo
+    browser.find_element(By.ID, "crop").click()
+    wait.until(lambda d: "whole photo" in d.find_element(By.ID, "framing").text)
+    assert not box.is_displayed() and len(browser.find_elements(By.CSS_SELECTOR, "#results .result")) == 6
+
     # a file that is not an image: the page says so in one line and stays usable
     browser.find_element(By.ID, "again").click()
     (tmp_path / "notes.png").write_bytes(b"not an image")

@@ -6,7 +6,9 @@ const $ = (id) => document.getElementById(id);
 const withToken = (url) => (TOKEN ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN) : url);
 const headers = () => (TOKEN ? { Authorization: "Bearer " + TOKEN } : {});
 let photoUrl = null;
+let lastFile = null;  // searched again when an option changes
 let busy = false;
+let pending = null;   // a search asked for while one was running: run next
 
 async function health() {
   try {
@@ -122,13 +124,18 @@ function openLarge(hit) {
 }
 
 async function search(file) {
-  if (busy || !file) return;
+  if (!file) return;
+  if (busy) {
+    pending = file;
+    return;
+  }
   if (!file.type.startsWith("image/") && file.type !== "") {
     status(`${file.name} is not an image`, true);
     return;
   }
   busy = true;
-  showPhoto(file);
+  if (file !== lastFile) showPhoto(file);
+  lastFile = file;
   $("results-panel").hidden = true;
   status("Searching…");
   const form = new FormData();
@@ -148,10 +155,16 @@ async function search(file) {
     status(error.message, true);
   } finally {
     busy = false;
+    if (pending) {
+      const next = pending;
+      pending = null;
+      search(next);
+    }
   }
 }
 
 function reset() {
+  lastFile = null;
   $("pick").hidden = false;
   $("query").hidden = true;
   $("results-panel").hidden = true;
@@ -175,5 +188,8 @@ document.addEventListener("DOMContentLoaded", () => {
     if (file) search(file);
   });
   $("again").addEventListener("click", reset);
+  $("options").addEventListener("change", () => { if (lastFile) search(lastFile); });
+  $("options").addEventListener("submit", (event) => event.preventDefault());
+  drop.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") $("file").click(); });
   $("large").addEventListener("click", (event) => { if (event.target === $("large")) $("large").close(); });
 });
