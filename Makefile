@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CATALOG ?= ../shared/data/watch-catalog-dev
 
-.PHONY: demo test lint venv bench bench-conditions bench-lamp-colour bench-adapted bench-crop bench-judged bench-scale bench-synthetic crop-model photo-backbone bench-tuned similarity-model clean
+.PHONY: demo test lint venv bench bench-conditions bench-lamp-colour bench-adapted bench-crop bench-judged bench-scale bench-synthetic crop-model photo-backbone bench-tuned similarity-model bench-serve clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -129,6 +129,13 @@ bench-scale: $(STAMP)
 	$(BIN)/tiefwatch --workspace $(JUDGED) index $(CATALOG)
 	$(BIN)/python tools/bench_scale.py --index $(JUDGED)/index/catalog.npz --doc docs/benchmarks.md \
 		--plot docs/images/scale.png
+
+# Load test of `tiefwatch serve`: 8 concurrent clients x 50 searches on the demo's workspace (built first if
+# missing) and, where make similarity-model indexed it, the dev catalogue's; writes docs/benchmarks.md (serve).
+bench-serve: $(STAMP)
+	test -f .tiefwatch/demo/index/catalog.npz || $(BIN)/tiefwatch demo
+	$(BIN)/python tools/bench_serve.py --workspace demo=.tiefwatch/demo \
+		$(if $(wildcard $(JUDGED)/index/catalog.npz),--workspace dev=$(JUDGED)) --clients 8 --requests 50
 
 clean:
 	rm -rf $(VENV) .tiefwatch .pytest_cache .ruff_cache *.egg-info

@@ -7,21 +7,18 @@ the stretch of its ranking where the model's scores are closest, i.e. where a hu
 Triplets go through ``TripletWriter``, so several annotators (and processes) can label into one CSV at once.
 
 The server reads only the index and the images the index names; everything else on disk stays out of reach.
+The page is served by the same FastAPI app as the search (``tiefwatch.web``, routes in ``web.label_routes``), under
+``/label/``, with the same access checks.
 """
 
 from __future__ import annotations
 
-import hmac
 import io
-import ipaddress
 import itertools
-import json
 import logging
 import os
 import random
 import re
-import secrets
-import socket
 import sys
 import threading
 import time
@@ -29,10 +26,8 @@ import webbrowser
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -43,6 +38,9 @@ from tiefwatch.models import load_reranker
 from tiefwatch.pipeline import Reranker, rerank_inputs
 from tiefwatch.triplets import Triplet, TripletWriter
 from tiefwatch.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tiefwatch.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +53,7 @@ ANCHOR_TRIES = 64  # anchors examined per question before concluding nothing is 
 MAX_BODY_BYTES = 4096
 THUMBNAIL_SIDE = 480
 THUMBNAIL_CACHE = 512
-MIN_TOKEN_LENGTH = 12
-TOKEN_HEADER = "X-Tiefwatch-Token"
 ANNOTATOR_PATTERN = re.compile(r"[\w .@-]{1,64}")  # no commas, quotes, formulas or control characters in the CSV
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 class RequestError(Exception):
@@ -319,7 +314,7 @@ class LabelApp:
         return {"done": finished, "retry": not finished, "message": message, **self.counts(state, annotator)}
 
     def describe(self, row: int) -> dict[str, Any]:
-        return {"path": self.index.entries[row].path, "image": f"/image/{row}"}
+        return {"path": self.index.entries[row].path, "image": f"image/{row}"}  # relative to the page, /label/
 
     def counts(self, state: LabelState, annotator: str) -> dict[str, Any]:
         return {
@@ -426,185 +421,20 @@ def cluster_catalogue(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, n
     return cluster_of, centroid_rank
 
 
-# ---------------------------------------------------------------------------- HTTP
-class LabelRequestHandler(BaseHTTPRequestHandler):
-    """Routes, validation and security checks; every refusal is a 4xx that changes nothing."""
-
-    server: LabelServer
-    server_version = "tiefwatch-label"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a connection may stall (a body that never comes) before its thread gives up
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def _refuse_method(self) -> None:
-        self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method not allowed"}, {"Allow": "GET, POST"})
-
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse_method
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    # -------------------------------------------------------------- dispatch
-    def _handle(self, method: str) -> None:
-        app = self.server.app
-        try:
-            url = urlsplit(self.path)
-            try:
-                query = parse_qs(url.query, keep_blank_values=True, max_num_fields=16)
-            except ValueError:
-                raise RequestError(HTTPStatus.BAD_REQUEST, "too many query parameters") from None
-            self._check_access(app, query)
-            route = (method, url.path)
-            if route in (("GET", "/"), ("GET", "/index.html")):
-                self._send_page(app)
-            elif method == "GET" and re.fullmatch(r"/image/[0-9]{1,9}", url.path):
-                self._send_image(app, int(url.path.rsplit("/", 1)[1]))
-            elif route == ("GET", "/image"):
-                row = app.row_of.get(_single(query, "path"))  # exact index paths only; nothing is joined or resolved
-                if row is None:
-                    raise RequestError(HTTPStatus.NOT_FOUND, "no such catalogue image")
-                self._send_image(app, row)
-            elif route == ("GET", "/api/next"):
-                self._send_json(HTTPStatus.OK, app.next_question(_annotator(_single(query, "annotator"))))
-            elif route == ("POST", "/api/triplet"):
-                body = self._read_json()
-                fields = [_text_field(body, name) for name in ("anchor", "near", "far")]
-                self._send_json(HTTPStatus.OK, app.submit(_annotator(body.get("annotator")), *fields))
-            elif route == ("POST", "/api/undo"):
-                self._send_json(HTTPStatus.OK, app.undo(_annotator(self._read_json().get("annotator"))))
-            elif route == ("POST", "/api/skip"):
-                body = self._read_json()
-                self._send_json(HTTPStatus.OK, app.skip(_annotator(body.get("annotator")), _text_field(body, "anchor")))
-            elif url.path in ("/", "/index.html", "/image", "/api/next", "/api/triplet", "/api/undo", "/api/skip"):
-                raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
-            else:
-                raise RequestError(HTTPStatus.NOT_FOUND, "not found")
-        except RequestError as error:
-            if method != "GET":
-                self.close_connection = True  # an unread or refused body must not be taken for the next request
-            self._send_json(error.status, {"error": error.message})
-        except Exception:
-            log.exception("labelling request %s %s failed", method, self.path)
-            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error; see the server log"})
-
-    def _check_access(self, app: LabelApp, query: dict[str, list[str]]) -> None:
-        """Token when one is set; otherwise a loopback Host header (no DNS rebinding); no foreign Origin."""
-        if app.token is not None:
-            given = self.headers.get(TOKEN_HEADER) or (query.get("token") or [""])[0]
-            if not hmac.compare_digest(given.encode("utf-8"), app.token.encode("utf-8")):
-                raise RequestError(HTTPStatus.UNAUTHORIZED, "missing or wrong token")
-        else:
-            host = _host_name(self.headers.get("Host", ""))
-            if host not in LOOPBACK_NAMES:
-                raise RequestError(HTTPStatus.FORBIDDEN, "this tool answers only to localhost")
-        origin = self.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc.lower() != self.headers.get("Host", "").lower():
-            raise RequestError(HTTPStatus.FORBIDDEN, "cross-origin requests are refused")
-
-    def _read_json(self) -> dict[str, Any]:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not a chunked body")
-        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
-        try:
-            length = int(length_header)
-        except ValueError:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
-        if length < 0:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True  # the body is not read; the connection cannot be reused
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
-        raw = self.rfile.read(length)
-        if content_type != "application/json":
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
-        try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RequestError(HTTPStatus.BAD_REQUEST, "body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise RequestError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
-        return body
-
-    # -------------------------------------------------------------- responses
-    def _send_page(self, app: LabelApp) -> None:
-        nonce = secrets.token_urlsafe(16)
-        policy = (
-            "default-src 'none'; img-src 'self'; connect-src 'self'; "
-            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-        )
-        self._send(HTTPStatus.OK, app.page(nonce), "text/html; charset=utf-8", {"Content-Security-Policy": policy})
-
-    def _send_image(self, app: LabelApp, row: int) -> None:
-        self._send(HTTPStatus.OK, app.image(row), "image/jpeg", {"Cache-Control": "private, max-age=3600"})
-
-    def _send_json(self, status: HTTPStatus, data: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(data).encode("utf-8")
-        self._send(status, body, "application/json", {"Cache-Control": "no-store", **(headers or {})})
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")  # the token may be in the page's URL
-        self.send_header("X-Frame-Options", "DENY")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-
-class LabelServer(ThreadingHTTPServer):
-    """One thread per request; ``app`` holds the shared state."""
-
-    daemon_threads = True
-    app: LabelApp
-
-
-def _single(query: dict[str, list[str]], name: str) -> str:
-    values = query.get(name)
-    if not values or len(values) != 1:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"query parameter {name!r} required once")
-    return values[0]
-
-
-def _text_field(body: dict[str, Any], name: str) -> str:
+# ---------------------------------------------------------------------------- request checks
+def text_field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"field {name!r} must be a non-empty string")
     return value
 
 
-def _annotator(value: Any) -> str:
+def annotator_name(value: Any) -> str:
     if not isinstance(value, str) or not ANNOTATOR_PATTERN.fullmatch(value.strip()):
         raise RequestError(
             HTTPStatus.BAD_REQUEST, "annotator must be 1-64 letters, digits, spaces or . @ - _ (no commas or quotes)"
         )
     return value.strip()
-
-
-def _host_name(host_header: str) -> str:
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _file_stamp(path: Path) -> tuple[str, int, int] | None:
@@ -615,15 +445,6 @@ def _file_stamp(path: Path) -> tuple[str, int, int] | None:
     return (str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 # ---------------------------------------------------------------------------- entry points
 def make_server(
     workspace: Workspace,
@@ -632,37 +453,22 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 8765,
     token: str | None = None,
-) -> tuple[LabelServer, LabelApp]:
-    """A bound (not yet serving) labelling server and its app; ``port=0`` picks a free port.
+) -> tuple[WebServer, LabelApp]:
+    """A bound (not yet serving) web server with the labelling page at ``/label/``, and its app; ``port=0`` picks
+    a free port. The same FastAPI app as ``tiefwatch serve``, without the search.
 
     Refuses a non-loopback ``host`` without a token: anyone on the network could otherwise write labels.
     """
-    if token is not None and len(token) < MIN_TOKEN_LENGTH:
-        raise ValueError(f"the token must be at least {MIN_TOKEN_LENGTH} characters")
-    if token is None and not is_loopback(host):
-        raise ValueError(
-            f"binding to {host} exposes the labelling tool to the network; give a token, e.g. "
-            f"--token {secrets.token_urlsafe(18)}"
-        )
-    app = LabelApp(workspace, config, Path(triplets_path), token=token)
-    server_class = LabelServer
-    if ":" in host.strip("[]"):
-        server_class = type("LabelServer6", (LabelServer,), {"address_family": socket.AF_INET6})
-    try:
-        server = server_class((host.strip("[]"), port), LabelRequestHandler)
-    except OSError as error:
-        raise RuntimeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
-    server.app = app
-    return server, app
+    from tiefwatch.web.app import create_app
+    from tiefwatch.web.server import WebServer
+
+    web = create_app(workspace, config, token=token, host=host, search=False, label_triplets=Path(triplets_path))
+    server = WebServer(web, host, port)
+    return server, web.state.tiefwatch.label_app
 
 
-def server_url(server: LabelServer, app: LabelApp) -> str:
-    host, port = server.server_address[:2]
-    if host in ("0.0.0.0", "::"):
-        host = socket.gethostname()
-    host = f"[{host}]" if ":" in str(host) else host
-    suffix = f"/?token={app.token}" if app.token else "/"
-    return f"http://{host}:{port}{suffix}"
+def server_url(server: WebServer, app: LabelApp) -> str:
+    return server.url(app.token, path="/label/")
 
 
 def serve_labelling(
@@ -675,7 +481,7 @@ def serve_labelling(
     open_browser: bool = False,
     ready: threading.Event | None = None,
 ) -> None:
-    """Serve the labelling page until interrupted (Ctrl-C); ``ready`` is set once requests are accepted."""
+    """Serve the labelling page until interrupted (Ctrl-C); ``ready`` is set once the server is bound."""
     server, app = make_server(workspace, config, triplets_path, host=host, port=port, token=token)
     url = server_url(server, app)
     print(
@@ -689,7 +495,5 @@ def serve_labelling(
         ready.set()
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()

@@ -1,12 +1,16 @@
 """Search: crop the query, embed it, find FAISS candidates, re-rank them.
 
-``Searcher`` loads the index and models once for any number of queries; ``search`` is the one-call
-library form of ``tiefwatch search``.
+``Searcher`` loads the index and models once for any number of queries (the web server holds one per worker);
+``search`` is the one-call library form of ``tiefwatch search``. ``tiefwatch.search`` names both this module and
+that function, so the module itself is callable: ``tiefwatch.search(["photo.jpg"], workspace="ws")`` works however
+often it is called, and whether or not ``tiefwatch.search`` was imported as a module first.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +20,7 @@ import numpy as np
 
 from ranking.rerank import keep_nearest_order
 from tiefwatch.config import Config
-from tiefwatch.images import ImageReadError, expand_queries, load_image
+from tiefwatch.images import ImageReadError, list_images, load_image
 from tiefwatch.index import CatalogIndex, CatalogIndexError
 from tiefwatch.models import load_cropper, load_reranker, same_embedding
 from tiefwatch.pipeline import Framing, Pipeline, Reranker, rerank_inputs
@@ -33,10 +37,12 @@ class Hit:
     score: float
     faiss_score: float
     kept_nearest: bool = False  # placed on the page for being among the backbone's nearest, not for its score
+    id: int | None = None  # the index row: what the web API serves a thumbnail by (no paths from clients)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "rank": self.rank,
+            "id": self.id,
             "path": self.path,
             "score": round(self.score, 6),
             "faiss_score": round(self.faiss_score, 6),
@@ -53,6 +59,7 @@ class QueryResult:
     results: list[Hit] = field(default_factory=list)
     reranked: bool = False
     error: str | None = None
+    size: tuple[int, int] | None = None  # (width, height) of the photo as searched (EXIF rotation applied)
 
     @property
     def box(self) -> list[float] | None:
@@ -61,7 +68,7 @@ class QueryResult:
         return [round(v, 1) for v in self.framing.box.as_list()]
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"query": self.query, "box": self.box}
+        out: dict[str, Any] = {"query": self.query, "size": list(self.size) if self.size else None, "box": self.box}
         if self.framing is not None and self.framing.confidence is not None:
             out["crop_confidence"] = round(self.framing.confidence, 4)
         if self.framing is not None and self.framing.note:
@@ -78,14 +85,19 @@ class Searcher:
 
     def __init__(
         self,
-        workspace: Workspace,
-        config: Config,
+        workspace: Workspace | str | Path | None = None,
+        config: Config | None = None,
         use_crop: bool = True,
         use_rerank: bool = True,
         index: CatalogIndex | None = None,
     ) -> None:
-        """``index``: the workspace's index when the caller has it loaded already (several searchers over one
-        catalogue, as ``eval`` builds, need not read a large index once each)."""
+        """``workspace``: a folder or ``Workspace`` (default ``./.tiefwatch`` or ``$TIEFWATCH_WORKSPACE``);
+        ``config``: the workspace's own when not given. ``use_crop`` / ``use_rerank`` are the defaults of each
+        search, which can still turn either off per call. ``index``: the workspace's index when the caller has it
+        loaded already (several searchers over one catalogue, as ``eval`` builds, need not read a large index once
+        each)."""
+        workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        config = config or workspace.load_config()
         self.workspace = workspace
         self.config = config
         self.index = index or CatalogIndex.load(workspace.index_path, config)  # first: a missing index fails fast
@@ -108,26 +120,44 @@ class Searcher:
                 "re-run `tiefwatch train` / `tiefwatch train-triplets`, or use --no-rerank"
             )
 
+        self._whole_photo: Pipeline | None = None
+
     def _comparable(self, signature: dict[str, Any]) -> dict[str, Any]:
-        """``--no-crop`` changes how the query is framed, not how the catalogue was, and the catalogue's views and
-        colour descriptors are the index's own business (a query's colours are only read by a model that needs
-        the index's): compare the rest."""
+        """``--no-crop`` changes how the query is framed, not how the catalogue was (its crop model, padding,
+        refine pass and product cut-outs stay the index's), and the catalogue's views and colour descriptors are
+        the index's own business (a query's colours are only read by a model that needs the index's): compare the
+        rest, i.e. what makes the vectors (backbone, weights, input size, pooling) and, for cropped queries, the
+        crop model that frames both sides. Re-ranking is query-side only and never part of the signature."""
         catalogue_only = ["catalog_views", "catalog_colour"]
         if self.pipeline.cropper is None:
-            catalogue_only += ["crop_model", "crop_pad", "crop_refine"]
+            catalogue_only += [key for key in {*signature, *self.index.signature} if key.startswith("crop_")]
         return {**signature, **{key: self.index.signature.get(key) for key in catalogue_only}}
+
+    def _pipeline(self, crop: bool) -> Pipeline:
+        """The loaded pipeline, or one over the same embedder that embeds the whole photo (``crop=False``)."""
+        if crop or self.pipeline.cropper is None:
+            return self.pipeline
+        if self._whole_photo is None:
+            self._whole_photo = Pipeline(self.config, self.pipeline.embedder, None)
+        return self._whole_photo
+
+    def __len__(self) -> int:
+        """Catalogue photos in the index."""
+        return len(self.index)
 
     def embed_queries(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Framing]]:
         """One vector and framing per query photo (``describe_queries`` without the colours)."""
         vectors, _, framings = self.describe_queries(images)
         return vectors, framings
 
-    def describe_queries(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[Framing]]:
+    def describe_queries(
+        self, images: Sequence[np.ndarray], crop: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, list[Framing]]:
         """One vector, colour descriptor and framing per query photo. Where the crop network saw several
         watch-like peaks, each peak's crop was embedded, and the one whose nearest catalogue photo is closest wins:
         the catalogue knows what a watch looks like better than a heat map does (3 % of the benchmark's photos;
         benchmarks.md)."""
-        vectors, cut = self.pipeline.embed_query_candidates(images)
+        vectors, cut = self._pipeline(crop).embed_query_candidates(images)
         if len(cut.candidates) == len(images):
             return vectors, cut.colours, cut.candidates
         best_match = self.index.search(vectors, 1)[0][:, 0]
@@ -152,18 +182,36 @@ class Searcher:
         candidates = rerank_inputs(self.reranker, self.index.vectors[rows], self.index.colours[rows])
         return self.reranker.score(query, candidates)
 
-    def search_images(self, images: Sequence[np.ndarray], names: Sequence[str], k: int) -> list[QueryResult]:
-        vectors, colours, framings = self.describe_queries(images)
-        depth = max(k, self.config.rerank.top_k if self.reranker is not None else k)
+    def search_images(
+        self,
+        images: Sequence[np.ndarray],
+        names: Sequence[str] | None = None,
+        k: int | None = None,
+        crop: bool = True,
+        rerank: bool = True,
+    ) -> list[QueryResult]:
+        """The ``k`` (default ``search.k``) most similar catalogue photos for each RGB uint8 image; ``names`` label
+        the results (default ``image 0``, ``image 1``...). ``crop=False`` embeds the whole photo and
+        ``rerank=False`` keeps the FAISS order for this call only. Safe to call from several threads at once: the
+        loaded models are only read."""
+        k = self.config.search.k if k is None else k
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        names = [f"image {number}" for number in range(len(images))] if names is None else list(names)
+        if not images:
+            return []
+        reranker = self.reranker if rerank else None
+        vectors, colours, framings = self.describe_queries(images, crop=crop)
+        depth = max(k, self.config.rerank.top_k if reranker is not None else k)
         scores, rows = self.index.search(vectors, depth)
         results = []
-        for name, framing, vector, colour, row_scores, row_ids in zip(
-            names, framings, vectors, colours, scores, rows, strict=True
+        for name, image, framing, vector, colour, row_scores, row_ids in zip(
+            names, images, framings, vectors, colours, scores, rows, strict=True
         ):
             valid = row_ids >= 0
             row_scores, row_ids = row_scores[valid], row_ids[valid]
             final, order, kept = row_scores, np.arange(len(row_ids)), set()
-            if self.reranker is not None and len(row_ids):
+            if reranker is not None and len(row_ids):
                 final = self.rerank_scores(vector, colour, row_ids)
                 keep = self.config.rerank
                 order = keep_nearest_order(final, keep.keep_nearest, keep.keep_within)
@@ -171,14 +219,23 @@ class Searcher:
                 kept = set(order[: keep.keep_within].tolist()) - set(plain[: keep.keep_within].tolist())
             paths = [str(self.index.path_of(int(row_ids[i]))) for i in order[:k]]
             hits = [
-                Hit(rank + 1, path, float(final[i]), float(row_scores[i]), i in kept)
+                Hit(rank + 1, path, float(final[i]), float(row_scores[i]), i in kept, int(row_ids[i]))
                 for rank, (i, path) in enumerate(zip(order[:k], paths, strict=True))
             ]
-            results.append(QueryResult(name, framing, hits, reranked=self.reranker is not None))
+            size = (int(image.shape[1]), int(image.shape[0]))
+            results.append(QueryResult(name, framing, hits, reranked=reranker is not None, size=size))
         return results
 
-    def search_paths(self, paths: Sequence[Path], k: int, show_progress: bool = True) -> list[QueryResult]:
-        """Search each file; unreadable ones get a result with ``error`` set instead of stopping the batch."""
+    def search_paths(
+        self,
+        paths: Sequence[str | Path],
+        k: int | None = None,
+        show_progress: bool = True,
+        crop: bool = True,
+        rerank: bool = True,
+    ) -> list[QueryResult]:
+        """Search each file; a missing or unreadable one gets a result with ``error`` set instead of stopping the
+        batch."""
         out: list[QueryResult] = []
         batch = max(1, self.config.embed.batch_size)
         with progress_bar("Searching", total=len(paths), enabled=show_progress and len(paths) > 1) as advance:
@@ -189,11 +246,15 @@ class Searcher:
                     try:
                         images.append(load_image(path))
                         names.append(str(path))
-                    except ImageReadError as error:
+                    except ImageReadError as error:  # its message names the path already
                         log.warning("skipped %s", error)
                         by_name[str(path)] = QueryResult(str(path), None, error=str(error))
+                    except OSError as error:  # missing, a folder, no permission
+                        message = f"{path}: {error.strerror or error}"
+                        log.warning("skipped %s", message)
+                        by_name[str(path)] = QueryResult(str(path), None, error=message)
                 if images:
-                    for result in self.search_images(images, names, k):
+                    for result in self.search_images(images, names, k, crop=crop, rerank=rerank):
                         by_name[result.query] = result
                 out.extend(by_name[str(path)] for path in chunk)
                 advance(len(chunk))
@@ -210,14 +271,39 @@ def search(
     sheet: str | Path | None = None,
     show_progress: bool = False,
 ) -> list[QueryResult]:
-    """The most similar catalogue watches for each query image (files or folders)."""
+    """The most similar catalogue watches for each query image (files or folders; a folder contributes its images).
+    A query that is missing or unreadable gets a result with ``error`` set and the others go on. Loads the models
+    on every call: hold a ``Searcher`` to answer many photos."""
+    if isinstance(queries, str | Path):
+        queries = [queries]
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
     searcher = Searcher(workspace, config, use_crop=crop, use_rerank=rerank)
-    paths = expand_queries(queries, config.index.extensions)
-    results = searcher.search_paths(paths, k or config.search.k, show_progress=show_progress)
+    paths = query_paths(queries, config.index.extensions)
+    results = searcher.search_paths(paths, k, show_progress=show_progress)
     if sheet is not None:
         from tiefwatch.sheet import write_search_sheet
 
         write_search_sheet(results, Path(sheet), pad=config.crop.pad)
     return results
+
+
+def query_paths(items: Sequence[str | Path], extensions: Sequence[str]) -> list[Path]:
+    """Query arguments as files: a folder contributes its images, anything else is taken as given (a missing file
+    becomes that query's error, not the batch's)."""
+    paths: list[Path] = []
+    for item in items:
+        item = Path(item)
+        paths.extend(list_images(item, extensions) if item.is_dir() else [item])
+    return paths
+
+
+class _CallableModule(types.ModuleType):
+    """``tiefwatch.search`` is this module once anything imported it (Python binds a submodule on its package),
+    so calling it searches, as the function of the same name does."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[QueryResult]:
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

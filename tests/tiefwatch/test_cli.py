@@ -28,7 +28,7 @@ def test_index_then_search_json_contract(
         capsys, "-w", ws, "search", str(catalog_dir / "w2.png"), str(tmp_path / "bad.jpg"),
         "-k", "4", "--format", "json", "--sheet", str(sheet),
     )  # fmt: skip
-    assert code == 0
+    assert code == 1  # one query failed: the batch went on, the status says so
     data = json.loads(out)  # stdout holds the JSON and nothing else
     assert [item["query"] for item in data] == [str(catalog_dir / "w2.png"), str(tmp_path / "bad.jpg")]
     first = data[0]
@@ -57,12 +57,88 @@ def test_search_csv_and_table(tmp_path: Path, catalog_dir: Path, fast_overrides:
     assert code == 0 and "w1.png" in out
 
 
-def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_one_line_runtime_1_usage_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, "-w", str(tmp_path / "empty"), "search", str(tmp_path))
-    assert code == 2 and out == ""
+    assert code == 1 and out == ""  # a runtime error: no index
     assert err.count("\n") == 1 and "run `tiefwatch index" in err
     code, _, err = _run(capsys, "-w", str(tmp_path), "--set", "search.k=many", "config")
-    assert code == 2 and "search.k must be an integer" in err
+    assert code == 2 and "search.k must be an integer" in err  # a usage error: a bad value given
+    for k in ("0", "-5", "two"):
+        with pytest.raises(SystemExit) as exited:
+            main(["-w", str(tmp_path), "search", "x.jpg", "-k", k])
+        assert exited.value.code == 2
+        assert "argument -k" in capsys.readouterr().err
+
+
+def test_global_flags_before_or_after_the_verb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = str(tmp_path / "ws")
+    before = _run(capsys, "-w", ws, "--set", "search.k=12", "config", "--format", "json")
+    after = _run(capsys, "config", "--format", "json", "--workspace", ws, "--set", "search.k=12")
+    assert before[0] == after[0] == 0 and before[1] == after[1]
+    assert json.loads(after[1])["search"]["k"] == 12
+    code, out, _ = _run(capsys, "--set", "search.k=3", "config", "-w", ws, "--set", "rerank.top_k=7", "--format=json")
+    resolved = json.loads(out)
+    assert code == 0 and resolved["search"]["k"] == 3 and resolved["rerank"]["top_k"] == 7  # both lists apply
+    assert _run(capsys, "-w", ws, "config", "-c", str(tmp_path / "missing.yaml"))[0] == 2
+
+
+def test_one_format_vocabulary_with_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from tiefwatch.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if a.dest == "verb").choices
+    for name, verb in verbs.items():
+        fmt = next((a for a in verb._actions if a.dest == "format"), None)
+        if fmt is None:
+            continue
+        assert fmt.default == "text" and set(fmt.choices) <= {"text", "json", "csv"}, name
+        assert "machine-readable" in fmt.help, name
+    assert "csv" in next(a for a in verbs["search"]._actions if a.dest == "format").choices
+    assert parser.parse_args(["search", "x.jpg", "--format", "table"]).format == "text"  # the old name still works
+    with pytest.raises(SystemExit):
+        parser.parse_args(["index", "dir", "--format", "csv"])
+    capsys.readouterr()
+
+
+def test_missing_queries_are_entries_and_no_crop_no_rerank_work_on_any_index(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = str(tmp_path / "ws")
+    sets = [arg for item in fast_overrides for arg in ("--set", item)]
+    assert _run(capsys, "index", str(catalog_dir), "-w", ws, *sets)[0] == 0  # crop on: the default framing
+    quick = ["--set", "search.extra_crop_scales=[]", "--set", "search.zoom_below=0"]  # the flags are tested, not these
+    assert _run(capsys, "config", "-w", ws, *quick, "--save")[0] == 0
+    queries = [str(catalog_dir / "w1.png"), str(tmp_path / "gone.jpg"), str(catalog_dir / "w3.png")]
+    code, out, err = _run(capsys, "search", *queries, "-w", ws, "--format", "json", "-k", "2", "--no-crop")
+    data = json.loads(out)
+    assert code == 1 and [item["query"] for item in data] == queries
+    assert data[1]["error"] == f"{queries[1]}: No such file or directory" and data[1]["results"] == []
+    assert data[0]["box"] is None and Path(data[0]["results"][0]["path"]).name == "w1.png"
+    assert data[2]["box"] is None and Path(data[2]["results"][0]["path"]).name == "w3.png"
+    assert "1 of 3 queries could not be read" in err
+    code, out, _ = _run(capsys, "search", queries[0], "-w", ws, "--format", "json", "--no-rerank")
+    assert code == 0 and json.loads(out)[0]["reranked"] is False
+    code, out, _ = _run(capsys, "search", queries[0], "-w", ws, "--format", "json")
+    assert code == 0 and json.loads(out)[0]["box"] is not None  # cropped again without the flag
+
+
+def test_index_of_another_folder_needs_replace(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    ws = str(tmp_path / "ws")
+    sets = [arg for item in [*fast_overrides, "crop.enabled=false"] for arg in ("--set", item)]
+    assert _run(capsys, "-w", ws, *sets, "index", str(catalog_dir))[0] == 0
+    other = tmp_path / "other"
+    shutil.copytree(catalog_dir / "sub", other)
+    before = (tmp_path / "ws" / "index" / "catalog.npz").read_bytes()
+    code, out, err = _run(capsys, "-w", ws, *sets, "index", str(other))
+    assert code == 2 and out == "" and "--replace" in err and str(catalog_dir.resolve()) in err
+    assert (tmp_path / "ws" / "index" / "catalog.npz").read_bytes() == before  # untouched
+    assert _run(capsys, "-w", ws, *sets, "index", str(catalog_dir))[0] == 0  # the same folder: an update
+    code, out, _ = _run(capsys, "-w", ws, *sets, "index", str(other), "--replace", "--format", "json")
+    assert code == 0 and json.loads(out)["total"] == 1 and json.loads(out)["root"] == str(other.resolve())
 
 
 def test_config_verb_prints_resolved_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,7 +69,7 @@ def test_unreadable_image_is_reported_not_fatal(tmp_path: Path, capsys: pytest.C
     Image.fromarray(image).save(good)
     code = main(["-q", "-w", str(tmp_path / "ws"), "crop", str(bad), str(good), "--format", "json"])
     data = json.loads(capsys.readouterr().out)
-    assert code == 0 and "error" in data[0] and data[1]["box"] is not None
+    assert code == 1 and "error" in data[0] and data[1]["box"] is not None  # the batch went on; exit 1 says one failed
 
 
 def _close_up(watch: np.ndarray, side: int, shift: float = 0.0) -> tuple[np.ndarray, BoundingBox]:

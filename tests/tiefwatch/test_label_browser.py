@@ -68,7 +68,7 @@ def label_server(tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]) -
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", csv_path
+        yield f"http://127.0.0.1:{server.server_address[1]}/label/", csv_path
     finally:
         server.shutdown()
         server.server_close()

@@ -1,5 +1,6 @@
-"""The labelling server: only catalogue images are served, bad requests change nothing, tokens are enforced,
-questions avoid what was asked, a new model is picked up live, and parallel annotators never lose or double a row."""
+"""The labelling server (the web app's /label/ pages): only catalogue images are served, bad requests change nothing,
+tokens are enforced, questions avoid what was asked, a new model is picked up live, and parallel annotators never
+lose or double a row."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from tests.helpers import draw_watch
 from tiefwatch.config import Config
 from tiefwatch.images import save_image
 from tiefwatch.index import CatalogIndex, Entry
-from tiefwatch.label import LabelApp, LabelServer, make_server
+from tiefwatch.label import LabelApp, make_server
 from tiefwatch.triplets import COLUMNS, Triplet, TripletWriter, read_triplets
+from tiefwatch.web.server import WebServer
 from tiefwatch.workspace import Workspace
 
 TOKEN = "s3cret-token-for-tests"
@@ -49,7 +51,7 @@ def labelled_workspace(tmp_path: Path, catalog_dir: Path) -> tuple[Workspace, Co
 
 
 @contextmanager
-def serving(server: LabelServer) -> Iterator[int]:
+def serving(server: WebServer) -> Iterator[int]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -92,17 +94,17 @@ def test_page_question_and_image(labelled_workspace: tuple[Workspace, Config, Pa
     workspace, config, csv_path = labelled_workspace
     server, app = make_server(workspace, config, csv_path, port=0)
     with serving(server) as port:
-        status, page = request(port, "GET", "/")
+        status, page = request(port, "GET", "/label/")
         assert status == 200 and b"Which watch is " in page and b"name-dialog" in page
-        status, body = request(port, "GET", "/api/next?annotator=alice")
+        status, body = request(port, "GET", "/label/api/next?annotator=alice")
         question = json.loads(body)
         assert status == 200 and not question["done"]
         shown = [question["anchor"]["path"]] + [c["path"] for c in question["candidates"]]
         assert len(set(shown)) == len(shown) == len(app.index)  # 7 photos: the anchor and its 6 neighbours
         assert question["model"] == "raw features (cosine)"
-        status, image = request(port, "GET", f"/image/{app.row_of['w0.png']}")
+        status, image = request(port, "GET", f"/label/image/{app.row_of['w0.png']}")
         assert status == 200 and image[:3] == b"\xff\xd8\xff"  # a JPEG thumbnail
-        status, _ = request(port, "GET", "/image?path=" + quote("sub/w5.png"))
+        status, _ = request(port, "GET", "/label/image?path=" + quote("sub/w5.png"))
         assert status == 200
 
 
@@ -113,34 +115,38 @@ def test_path_traversal_and_outside_symlinks_are_refused(labelled_workspace: tup
     secret = (app.index.root.parent / "secret.png").read_bytes()
     evil_row = app.row_of["evil.png"]
     refused = [
-        "/image/../../secret.png",
-        "/image/..%2f..%2fsecret.png",
-        "/image/%2e%2e/secret.png",
-        "/image?path=../secret.png",
-        "/image?path=%2e%2e%2fsecret.png",
-        "/image?path=" + quote(str(app.index.root.parent / "secret.png")),
-        "/image?path=/etc/passwd",
-        "/image?path=" + quote(str(app.index.root / "w0.png")),  # absolute, even inside the catalogue
-        "/image?path=./w0.png",
-        "/image?path=sub/../w0.png",
-        "/image?path=w0.png&path=w1.png",
-        "/image?path=",
-        "/image/99",
-        "/image/-1",
-        "/image/1e3",
+        "/label/image/../../secret.png",
+        "/label/image/..%2f..%2fsecret.png",
+        "/label/image/%2e%2e/secret.png",
+        "/label/image?path=../secret.png",
+        "/label/image?path=%2e%2e%2fsecret.png",
+        "/label/image?path=" + quote(str(app.index.root.parent / "secret.png")),
+        "/label/image?path=/etc/passwd",
+        "/label/image?path=" + quote(str(app.index.root / "w0.png")),  # absolute, even inside the catalogue
+        "/label/image?path=./w0.png",
+        "/label/image?path=sub/../w0.png",
+        "/label/image?path=w0.png&path=w1.png",
+        "/label/image?path=",
+        "/label/image/99",
+        "/label/image/-1",
+        "/label/image/1e3",
         "/../secret.png",
         "//etc/passwd",
         "/label_page.html",
+        "/label/label_page.html",
         "/tiefwatch/label.py",
-        "/image?path=evil.png",  # in the index, but a symlink to a file outside the catalogue
-        f"/image/{evil_row}",
+        "/label/../tiefwatch/label.py",
+        "/api/catalog/0",  # the search API is not served by the labelling tool
+        "/label/image?path=evil.png",  # in the index, but a symlink to a file outside the catalogue
+        f"/label/image/{evil_row}",
     ]
     with serving(server) as port:
         for path in refused:
             status, body = request(port, "GET", path)
             assert 400 <= status < 500, (path, status)
             assert secret not in body and b"PNG" not in body, path
-        assert request(port, "GET", f"/image/{evil_row}")[0] == 403
+        assert request(port, "GET", f"/label/image/{evil_row}")[0] == 403
+        assert request(port, "GET", "/")[0] == 307  # no search page: the old address leads to /label/
 
 
 # ---------------------------------------------------------------------------- malformed requests
@@ -153,48 +159,58 @@ def test_malformed_requests_are_4xx_and_change_nothing(labelled_workspace: tuple
     good = {"annotator": "bob", "anchor": a, "near": c, "far": b}
     json_header = {"Content-Type": "application/json"}
     cases: list[tuple[str, str, dict[str, Any]]] = [
-        ("POST", "/api/triplet", {"raw": b"{not json", "headers": json_header}),
-        ("POST", "/api/triplet", {"raw": b"\xff\xfe", "headers": json_header}),
-        ("POST", "/api/triplet", {"body": [a, b, c]}),
-        ("POST", "/api/triplet", {"body": {"annotator": "bob", "anchor": a, "near": b}}),
-        ("POST", "/api/triplet", {"body": {**good, "far": ""}}),
-        ("POST", "/api/triplet", {"body": {**good, "far": 3}}),
-        ("POST", "/api/triplet", {"body": {**good, "far": c}}),  # near == far
-        ("POST", "/api/triplet", {"body": {**good, "near": a}}),  # anchor == near
-        ("POST", "/api/triplet", {"body": {**good, "far": "../secret.png"}}),
-        ("POST", "/api/triplet", {"body": {**good, "far": "not-in-index.png"}}),
-        ("POST", "/api/triplet", {"body": {**good, "annotator": ""}}),
-        ("POST", "/api/triplet", {"body": {**good, "annotator": "=cmd|' /C calc'!A0"}}),
-        ("POST", "/api/triplet", {"body": {**good, "annotator": "x" * 65}}),
-        ("POST", "/api/triplet", {"raw": json.dumps(good).encode(), "headers": {"Content-Type": "text/plain"}}),
-        ("POST", "/api/triplet", {"raw": b"x" * 10_000, "headers": json_header}),  # oversized
-        ("POST", "/api/triplet", {"body": good, "headers": {"Origin": "http://evil.example"}}),
-        ("POST", "/api/triplet", {"body": good, "headers": {"Host": "evil.example:80"}}),  # DNS rebinding
-        ("GET", "/api/triplet", {}),
-        ("PUT", "/api/triplet", {"body": good}),
-        ("DELETE", "/api/undo", {}),
-        ("POST", "/api/undo", {"body": {"annotator": "al,ice"}}),
-        ("POST", "/api/undo", {"body": {}}),
-        ("POST", "/api/skip", {"body": {"annotator": "bob", "anchor": "nope.png"}}),
-        ("POST", "/api/nothing", {"body": good}),
-        ("GET", "/api/next", {}),
-        ("GET", "/api/next?annotator=a%0Ab", {}),
-        ("GET", "/api/next?" + "&".join(f"x{i}=1" for i in range(40)), {}),
+        ("POST", "/label/api/triplet", {"raw": b"{not json", "headers": json_header}),
+        ("POST", "/label/api/triplet", {"raw": b"\xff\xfe", "headers": json_header}),
+        ("POST", "/label/api/triplet", {"body": [a, b, c]}),
+        ("POST", "/label/api/triplet", {"body": {"annotator": "bob", "anchor": a, "near": b}}),
+        ("POST", "/label/api/triplet", {"body": {**good, "far": ""}}),
+        ("POST", "/label/api/triplet", {"body": {**good, "far": 3}}),
+        ("POST", "/label/api/triplet", {"body": {**good, "far": c}}),  # near == far
+        ("POST", "/label/api/triplet", {"body": {**good, "near": a}}),  # anchor == near
+        ("POST", "/label/api/triplet", {"body": {**good, "far": "../secret.png"}}),
+        ("POST", "/label/api/triplet", {"body": {**good, "far": "not-in-index.png"}}),
+        ("POST", "/label/api/triplet", {"body": {**good, "annotator": ""}}),
+        ("POST", "/label/api/triplet", {"body": {**good, "annotator": "=cmd|' /C calc'!A0"}}),
+        ("POST", "/label/api/triplet", {"body": {**good, "annotator": "x" * 65}}),
+        ("POST", "/label/api/triplet", {"raw": json.dumps(good).encode(), "headers": {"Content-Type": "text/plain"}}),
+        ("POST", "/label/api/triplet", {"raw": b"x" * 10_000, "headers": json_header}),  # oversized
+        ("POST", "/label/api/triplet", {"raw": b"[" * 2000 + b"]" * 2000, "headers": json_header}),  # nested deep
+        ("POST", "/label/api/triplet", {"body": {**good, "near": [[[[[[a]]]]]]}}),  # nested value
+        (
+            "POST",
+            "/label/api/triplet",
+            {"raw": b'{"annotator": "bob", "anchor": 1' + b"0" * 4000 + b"}", "headers": json_header},
+        ),  # a 4000-digit number
+        ("POST", "/label/api/triplet", {"body": good, "headers": {"Origin": "http://evil.example"}}),
+        ("POST", "/label/api/triplet", {"body": good, "headers": {"Host": "evil.example:80"}}),  # DNS rebinding
+        ("GET", "/label/api/triplet", {}),
+        ("PUT", "/label/api/triplet", {"body": good}),
+        ("DELETE", "/label/api/undo", {}),
+        ("POST", "/label/api/undo", {"body": {"annotator": "al,ice"}}),
+        ("POST", "/label/api/undo", {"body": {}}),
+        ("POST", "/label/api/skip", {"body": {"annotator": "bob", "anchor": "nope.png"}}),
+        ("POST", "/label/api/nothing", {"body": good}),
+        ("GET", "/label/api/next", {}),
+        ("GET", "/label/api/next?annotator=a%0Ab", {}),
+        ("GET", "/label/api/next?" + "&".join(f"x{i}=1" for i in range(40)), {}),
     ]
     with serving(server) as port:
         for method, path, options in cases:
-            status, _ = request(port, method, path, **options)
+            status, body = request(port, method, path, **options)
             assert 400 <= status < 500, (method, path, options, status)
+            assert json.loads(body)["error"], (method, path)  # every refusal says why, as JSON
+        for raw in (b"[" * 2000 + b"]" * 2000, b'{"annotator": "bob", "anchor": 1' + b"0" * 4000 + b"}"):
+            assert request(port, "POST", "/label/api/triplet", raw=raw, headers=json_header)[0] == 400
         # a request without Content-Length, written by hand
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.putrequest("POST", "/api/triplet")
+        connection.putrequest("POST", "/label/api/triplet")
         connection.putheader("Content-Type", "application/json")
         connection.endheaders()
         assert connection.getresponse().status == 411
         connection.close()
         assert csv_path.read_bytes() == before
         # and the same request, well-formed, does change it
-        status, body = request(port, "POST", "/api/triplet", body=good)
+        status, body = request(port, "POST", "/label/api/triplet", body=good)
         assert status == 200 and json.loads(body)["written"] is True
     assert len(read_triplets(csv_path)) == 2
 
@@ -209,20 +225,20 @@ def test_token_required_off_loopback(labelled_workspace: tuple[Workspace, Config
     server, app = make_server(workspace, config, csv_path, host="0.0.0.0", port=0, token=TOKEN)
     a, b, c = entry_paths(workspace)[:3]
     with serving(server) as port:
-        for path in ("/", f"/image/{app.row_of['w0.png']}", "/api/next?annotator=x"):
+        for path in ("/label/", f"/label/image/{app.row_of['w0.png']}", "/label/api/next?annotator=x"):
             assert request(port, "GET", path)[0] == 401
             assert request(port, "GET", path + ("&" if "?" in path else "?") + "token=wrong-token-guess")[0] == 401
             assert request(port, "GET", path, headers={"X-Tiefwatch-Token": TOKEN[:-1]})[0] == 401
             assert request(port, "GET", path + ("&" if "?" in path else "?") + f"token={TOKEN}")[0] == 200
             assert request(port, "GET", path, headers={"X-Tiefwatch-Token": TOKEN})[0] == 200
         body = {"annotator": "x", "anchor": a, "near": b, "far": c}
-        assert request(port, "POST", "/api/triplet", body=body)[0] == 401
+        assert request(port, "POST", "/label/api/triplet", body=body)[0] == 401
         assert not csv_path.exists()
-        assert request(port, "POST", "/api/triplet", body=body, headers={"X-Tiefwatch-Token": TOKEN})[0] == 200
+        assert request(port, "POST", "/label/api/triplet", body=body, headers={"X-Tiefwatch-Token": TOKEN})[0] == 200
     # a token on loopback is enforced as well
     server, _ = make_server(workspace, config, csv_path, port=0, token=TOKEN)
     with serving(server) as port:
-        assert request(port, "GET", "/")[0] == 401
+        assert request(port, "GET", "/label/")[0] == 401
         with pytest.raises(RuntimeError, match="cannot listen"):
             make_server(workspace, config, csv_path, port=port)
 
@@ -341,7 +357,7 @@ def test_parallel_annotators_and_processes_lose_and_double_nothing(
         for i in order:
             anchor, near, far = http_keys[i]
             body = {"annotator": name, "anchor": anchor, "near": near, "far": far}
-            statuses.append(request(port, "POST", "/api/triplet", body=body)[0])
+            statuses.append(request(port, "POST", "/label/api/triplet", body=body)[0])
 
     with serving(server) as port:
         threads = [threading.Thread(target=annotate, args=(f"t{n}", rng.permutation(len(http_keys)))) for n in range(4)]
