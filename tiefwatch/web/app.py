@@ -33,13 +33,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tiefwatch import __version__
 from tiefwatch.config import Config
-from tiefwatch.images import ImageReadError
+from tiefwatch.images import ImageReadError, load_image_bytes
 from tiefwatch.index import CatalogIndex
 from tiefwatch.label import MAX_BODY_BYTES as LABEL_BODY_BYTES
 from tiefwatch.label import LabelApp
 from tiefwatch.web.schemas import Error, Health, SearchResult
 from tiefwatch.web.security import AccessDenied, AccessPolicy, check_token, is_loopback, suggest_token
-from tiefwatch.web.uploads import ImageTooLarge, load_image_bytes
 from tiefwatch.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -327,10 +326,10 @@ def _add_search_routes(app: FastAPI, state: WebState) -> None:
             raise StarletteHTTPException(HTTPStatus.BAD_REQUEST, f"{name}: empty upload")
         try:
             array = load_image_bytes(data, name)
-        except ImageTooLarge as error:
-            raise StarletteHTTPException(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(error)) from error
         except ImageReadError as error:
-            raise StarletteHTTPException(HTTPStatus.BAD_REQUEST, str(error)) from error
+            too_large = error.reason.startswith("too large")
+            status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if too_large else HTTPStatus.BAD_REQUEST
+            raise StarletteHTTPException(status, str(error)) from error
         return loaded.search_images([array], [name], k, crop=crop, rerank=rerank)[0].as_dict()
 
     @app.get(
