@@ -97,7 +97,7 @@ def test_a_photo_that_is_all_watch_is_boxed_whole_not_as_a_fragment(tmp_path: Pa
     from tiefwatch.workspace import Workspace
 
     cropper = load_cropper(Config(), Workspace(tmp_path / "ws"), required=True)
-    attrs = WatchAttributes("round", "silver", "black", "bracelet", "silver", "baton", "none", False)
+    attrs = WatchAttributes("round", "silver", "black", "bracelet", "silver", "baton", "dots", False)
     photos = [_close_up(render_watch(attrs, size=200), 360, shift) for shift in (0.0, 0.2)]
     for (_, truth), prediction in zip(photos, cropper.predict([p for p, _ in photos]), strict=True):
         assert prediction.box.iou(truth) > 0.6, (prediction.box, truth)
