@@ -10,30 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import chrome, require_browser
 from tiefwatch.config import Config
 from tiefwatch.workspace import Workspace
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1200,900",
-]
-
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-    pytest.skip(
-        f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver; see .ci/install-browser)",
-        allow_module_level=True,
-    )
+webdriver = require_browser()
 
 from selenium.webdriver.common.by import By  # noqa: E402 (only once selenium is known to be there)
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -41,16 +22,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    try:
+    with chrome(tmp_path / "chromium-profile", (1200, 900)) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
