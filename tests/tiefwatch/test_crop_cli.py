@@ -132,3 +132,26 @@ def test_a_large_photo_is_boxed_in_its_own_pixels(tmp_path: Path) -> None:
     Image.fromarray(large).save(path)
     (result,) = crop_images([path], tmp_path / "ws")
     assert result.box is not None and result.box.iou(truth.scale(factor)) > 0.5
+
+
+def test_a_photo_with_two_watches_boxes_one_whole_watch(tmp_path: Path) -> None:
+    from tiefwatch.config import Config
+    from tiefwatch.models import load_cropper
+    from tiefwatch.workspace import Workspace
+
+    rng = np.random.default_rng(5)
+    desk = cv2.GaussianBlur(rng.integers(40, 110, (320, 520, 3), dtype=np.uint8), (0, 0), 3)
+    boxes = []
+    for attrs, left in (
+        (WatchAttributes("round", "gold", "black", "leather", "brown", "baton", "dots", False), 40),
+        (WatchAttributes("square", "silver", "white", "bracelet", "silver", "sword", "arabic", False), 300),
+    ):
+        watch = render_watch(attrs, size=180)
+        mask = np.any(watch < 235, axis=2)
+        ys, xs = np.nonzero(mask)
+        region = desk[70:250, left : left + 180]
+        region[mask] = watch[mask]
+        boxes.append(BoundingBox(left + xs.min(), 70 + ys.min(), left + xs.max() + 1, 70 + ys.max() + 1))
+    cropper = load_cropper(Config(), Workspace(tmp_path / "ws"), required=True)
+    (prediction,) = cropper.predict([desk])
+    assert max(prediction.box.iou(box) for box in boxes) > 0.6  # one of them, whole; not a box across both
