@@ -369,17 +369,12 @@ def list_images(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) 
 
 
 def expand_queries(items: Iterable[str | Path], extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    """Query arguments may be files or folders; folders contribute their images, files are taken as given.
+    """Query arguments may be files or folders; folders contribute their images, anything else is taken as given.
 
-    A symlink given by name is taken as given even when broken or looping: reading it then fails for that one
-    query, with its reason, instead of the whole batch failing here."""
+    A missing file, or a symlink that is broken or loops, is kept: reading it then fails for that one query, with
+    its reason (``load_image``), instead of the whole batch failing here."""
     paths: list[Path] = []
     for item in items:
         item = Path(item)
-        if item.is_dir():
-            paths.extend(list_images(item, extensions))
-        elif os.path.lexists(item):
-            paths.append(item)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {display_path(item)}")
+        paths.extend(list_images(item, extensions) if item.is_dir() else [item])
     return paths

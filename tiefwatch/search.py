@@ -20,7 +20,7 @@ import numpy as np
 
 from ranking.rerank import keep_nearest_order
 from tiefwatch.config import Config
-from tiefwatch.images import ImageReadError, list_images, load_image
+from tiefwatch.images import ImageReadError, expand_queries, load_image
 from tiefwatch.index import CatalogIndex, CatalogIndexError
 from tiefwatch.models import load_cropper, load_reranker, same_embedding
 from tiefwatch.pipeline import Framing, Pipeline, Reranker, rerank_inputs
@@ -279,23 +279,13 @@ def search(
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     config = config or workspace.load_config()
     searcher = Searcher(workspace, config, use_crop=crop, use_rerank=rerank)
-    paths = query_paths(queries, config.index.extensions)
+    paths = expand_queries(queries, config.index.extensions)
     results = searcher.search_paths(paths, k, show_progress=show_progress)
     if sheet is not None:
         from tiefwatch.sheet import write_search_sheet
 
         write_search_sheet(results, Path(sheet), pad=config.crop.pad)
     return results
-
-
-def query_paths(items: Sequence[str | Path], extensions: Sequence[str]) -> list[Path]:
-    """Query arguments as files: a folder contributes its images, anything else is taken as given (a missing file
-    becomes that query's error, not the batch's)."""
-    paths: list[Path] = []
-    for item in items:
-        item = Path(item)
-        paths.extend(list_images(item, extensions) if item.is_dir() else [item])
-    return paths
 
 
 class _CallableModule(types.ModuleType):

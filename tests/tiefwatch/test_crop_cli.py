@@ -67,9 +67,11 @@ def test_unreadable_image_is_reported_not_fatal(tmp_path: Path, capsys: pytest.C
     image, _ = _scene(tmp_path)
     good = tmp_path / "good.png"
     Image.fromarray(image).save(good)
-    code = main(["-q", "-w", str(tmp_path / "ws"), "crop", str(bad), str(good), "--format", "json"])
+    missing = tmp_path / "missing.jpg"
+    code = main(["-q", "-w", str(tmp_path / "ws"), "crop", str(bad), str(missing), str(good), "--format", "json"])
     data = json.loads(capsys.readouterr().out)
-    assert code == 1 and "error" in data[0] and data[1]["box"] is not None  # the batch went on; exit 1 says one failed
+    assert code == 1 and "error" in data[0] and data[2]["box"] is not None  # the batch went on; exit 1 says one failed
+    assert data[1]["error"].count(str(missing)) == 1
 
 
 def _close_up(watch: np.ndarray, side: int, shift: float = 0.0) -> tuple[np.ndarray, BoundingBox]:

@@ -48,8 +48,9 @@ def test_listing_is_recursive_and_filters_extensions(tmp_path: Path) -> None:
     names = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
     assert names == ["a.JPG", "f.bmp", "sub/b.png", "sub/deeper/c.webp"]
     assert len(expand_queries([tmp_path / "sub", tmp_path / "d.txt"])) == 3
-    with pytest.raises(FileNotFoundError):
-        expand_queries([tmp_path / "missing.jpg"])
+    assert expand_queries([tmp_path / "missing.jpg"]) == [tmp_path / "missing.jpg"]  # its own query's error
+    with pytest.raises(ImageReadError, match="missing.jpg"):
+        load_image(tmp_path / "missing.jpg")
 
 
 # ---------------------------------------------------------------------------------------------- issue 24's table
