@@ -130,11 +130,21 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
     return ProductSegmentation(mask, "product", background_rgb, sides)
 
 
-def product_box(img: np.ndarray) -> BoundingBox | None:
+def product_box(img: np.ndarray, max_side: int | None = None) -> BoundingBox | None:
     """The box of the product on a plain light catalogue background - exactly the box the crop model is trained
-    to predict - or None where the photo is not on such a background (the crop model must look)."""
+    to predict - or None where the photo is not on such a background (the crop model must look).
+
+    ``max_side``: cut out a copy at most this large and scale its box back (the morphology's cost grows with the
+    photo; a box needs no more than a few hundred pixels)."""
+    h, w = img.shape[:2]
+    scale = 1.0 if max_side is None or max(h, w) <= max_side else max_side / max(h, w)
+    if scale < 1.0:
+        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     segmentation = segment_product(img)
-    return BoundingBox.from_mask(segmentation.mask) if segmentation.on_plain_background else None
+    if not segmentation.on_plain_background:
+        return None
+    box = BoundingBox.from_mask(segmentation.mask)
+    return box if scale == 1.0 else box.scale(w / img.shape[1], h / img.shape[0])
 
 
 def product_mask(img: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from ranking.illuminant import correct_warm_cool, light_correction
 from tiefwatch.config import Config, SearchConfig
 from tiefwatch.views import photo_view_crops
 
+QUERY_CUTOUT_SIDE = 512  # a query's cut-out is found at this size: the morphology's cost grows with the photo
 VIEW_LONG_SIDE = 800  # views are embedded at 260 px: larger frames only cost simulation time
 
 
@@ -181,11 +182,13 @@ class Pipeline:
             return list(images), [Framing(None, None, "crop off") for _ in images]
         crops: list[np.ndarray | None] = [None] * len(images)
         framings: list[Framing | None] = [None] * len(images)
-        if catalogue:
-            for number, image in enumerate(images):
-                framed = self.frame_without_model(image)
-                if framed is not None:
-                    crops[number], framings[number] = framed
+        # A query that is a product shot on a plain light background (a shop's own photo, a watch on white paper) is
+        # framed by its cut-out as its catalogue photo is, so both are cut alike; the rest go to the crop network.
+        cutout_side = None if catalogue else QUERY_CUTOUT_SIDE
+        for number, image in enumerate(images):
+            framed = self.frame_without_model(image, cutout_side)
+            if framed is not None:
+                crops[number], framings[number] = framed
         pending = [number for number, crop in enumerate(crops) if crop is None]
         predictions = self.cropper.predict([images[number] for number in pending]) if pending else []
         if not catalogue:
@@ -212,14 +215,15 @@ class Pipeline:
             framings[number] = Framing(prediction.box, prediction.confidence, "", others)
         return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
 
-    def frame_without_model(self, image: np.ndarray) -> tuple[np.ndarray, Framing] | None:
-        """A catalogue photo's framing where no network is needed (crop off, or its product cut-out), else None.
-        Cheap numpy work, so ``index`` runs it in its decode threads while the model embeds the previous batch."""
+    def frame_without_model(self, image: np.ndarray, max_side: int | None = None) -> tuple[np.ndarray, Framing] | None:
+        """A photo's framing where no network is needed (crop off, or its product cut-out, found on a copy at most
+        ``max_side`` large), else None. Cheap numpy work, so ``index`` runs it in its decode threads while the
+        model embeds the previous batch."""
         if self.cropper is None:
             return image, Framing(None, None, "crop off")
         if not self.config.crop.catalog_cutout:
             return None
-        box = product_box(image)
+        box = product_box(image, max_side)
         return None if box is None else (self._square(image, box), Framing(box, 1.0, "product cut-out"))
 
     def _square(self, image: np.ndarray, box: BoundingBox) -> np.ndarray:

@@ -112,7 +112,7 @@ def test_missing_queries_are_entries_and_no_crop_no_rerank_work_on_any_index(
     code, out, err = _run(capsys, "search", *queries, "-w", ws, "--format", "json", "-k", "2", "--no-crop")
     data = json.loads(out)
     assert code == 1 and [item["query"] for item in data] == queries
-    assert data[1]["error"] == f"{queries[1]}: No such file or directory" and data[1]["results"] == []
+    assert data[1]["error"] == f"{queries[1]}: no such file" and data[1]["results"] == []
     assert data[0]["box"] is None and Path(data[0]["results"][0]["path"]).name == "w1.png"
     assert data[2]["box"] is None and Path(data[2]["results"][0]["path"]).name == "w3.png"
     assert "1 of 3 queries could not be read" in err

@@ -60,7 +60,7 @@ class CountingCropper(FixedCropper):
         return super().predict(images)
 
 
-def test_catalogue_photos_on_white_are_framed_by_their_cut_out_and_others_by_the_model() -> None:
+def test_photos_on_white_are_framed_by_their_cut_out_and_others_by_the_model() -> None:
     from tests.helpers import draw_watch
 
     on_white = draw_watch(3)  # a drawn watch on a white product background
@@ -75,23 +75,27 @@ def test_catalogue_photos_on_white_are_framed_by_their_cut_out_and_others_by_the
     ys, xs = np.nonzero((on_white < 235).any(axis=2))
     truth = BoundingBox(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     assert framings[0].box is not None and framings[0].box.iou(truth) > 0.9
-    # queries (and catalogues with the switch off) always go through the model
-    pipeline.frame([on_white], catalogue=False)
-    assert cropper.seen == 2
+    # a query that is a product shot is cut out as its catalogue photo is (the same box, so the same crop); a
+    # cluttered query, and any photo with the switch off, goes through the model
+    query_crops, query_framings = pipeline.frame([on_white, cluttered], catalogue=False)
+    assert cropper.seen == 2 and query_framings[0].box == framings[0].box
+    np.testing.assert_array_equal(query_crops[0], crops[0])
     off = _pipeline(0.9, **{"crop.catalog_cutout": "false"})
     off.cropper = cropper
     off.frame([on_white], catalogue=True)
-    assert cropper.seen == 3
+    off.frame([on_white], catalogue=False)
+    assert cropper.seen == 4
     assert off.signature()["crop_catalog_cutout"] is False and pipeline.signature()["crop_catalog_cutout"] is True
 
 
 def test_the_refine_pass_and_its_padding_are_part_of_the_signature() -> None:
     """Both change the boxes, so an index built without the refine pass must not be searched with it."""
-    off = _pipeline(0.9).signature()["crop_refine"]
-    on = _pipeline(0.9, **{"crop.refine": "true"}).signature()["crop_refine"]
-    wider = _pipeline(0.9, **{"crop.refine": "true", "crop.refine_pad": "0.5"}).signature()["crop_refine"]
+    off = _pipeline(0.9, **{"crop.refine": "false"}).signature()["crop_refine"]
+    on = _pipeline(0.9).signature()["crop_refine"]  # on by default
+    wider = _pipeline(0.9, **{"crop.refine_pad": "0.5"}).signature()["crop_refine"]
     assert off is False and on == {"pad": 1.0, "below": 0.35} and wider == {"pad": 0.5, "below": 0.35}
-    assert _pipeline(0.9, **{"crop.refine_pad": "0.5"}).signature()["crop_refine"] is False  # unused when off
+    unused = _pipeline(0.9, **{"crop.refine": "false", "crop.refine_pad": "0.5"}).signature()["crop_refine"]
+    assert unused is False  # the padding is unused when the pass is off
 
 
 class ListedCropper(FixedCropper):

@@ -103,5 +103,5 @@ def test_upload_see_results_open_one(
     browser.find_element(By.ID, "again").click()
     (tmp_path / "notes.png").write_bytes(b"not an image")
     browser.find_element(By.ID, "file").send_keys(str(tmp_path / "notes.png"))
-    wait.until(lambda d: "not a readable image" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: "not a recognised image format" in d.find_element(By.ID, "status").text)
     assert "error" in browser.find_element(By.ID, "status").get_attribute("class")
