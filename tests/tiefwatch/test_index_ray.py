@@ -1,0 +1,58 @@
+"""Indexing on Ray writes the index a local run writes (``tiefwatch.distributed``); skipped without Ray Data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiefwatch.index import CatalogIndex, index_catalog
+from tiefwatch.workspace import Workspace
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray of two CPUs (as CI has), started once for the module: starting one takes seconds."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_index_equals_the_local_index(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], local_ray: None
+) -> None:
+    (catalog_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    # Two simulated views a photo: the views' random draws (seeded by each file's hash) must match too.
+    overrides = [*fast_overrides, "index.views=2", "embed.batch_size=2"]
+    local_ws, ray_ws = Workspace(tmp_path / "local"), Workspace(tmp_path / "ray")
+    local = index_catalog(catalog_dir, local_ws, local_ws.load_config(overrides=overrides))
+    remote = index_catalog(catalog_dir, ray_ws, ray_ws.load_config(overrides=overrides), ray_address="")
+
+    assert (local.total, local.added, local.skipped) == (6, 6, ["broken.jpg"])
+    assert (remote.total, remote.added, remote.skipped) == (local.total, local.added, local.skipped)
+    assert remote.skip_reasons == local.skip_reasons
+    assert remote.with_views == local.with_views
+    a, b = CatalogIndex.load(local_ws.index_path), CatalogIndex.load(ray_ws.index_path)
+    assert [e.path for e in b.entries] == [e.path for e in a.entries]
+    assert [(e.sha1, e.box) for e in b.entries] == [(e.sha1, e.box) for e in a.entries]
+    assert b.signature == a.signature
+    np.testing.assert_allclose(b.vectors, a.vectors, atol=1e-5)
+    np.testing.assert_allclose(b.colours, a.colours, atol=1e-5)
+    assert b.colours.shape[1] > 0  # colour descriptors travelled beside the vectors
+
+    # Incremental on Ray too: nothing changed, nothing embedded.
+    again = index_catalog(catalog_dir, ray_ws, ray_ws.load_config(overrides=overrides), ray_address="")
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 6)
+
+
+def test_pool_takes_one_actor_per_gpu_else_per_core() -> None:
+    from tiefwatch.distributed import actor_resources
+
+    assert actor_resources({"CPU": 16.0, "GPU": 2.0}) == (2, {"num_cpus": 1, "num_gpus": 1})
+    assert actor_resources({"CPU": 2.0}) == (2, {"num_cpus": 1})
+    assert actor_resources({}) == (1, {"num_cpus": 1})
