@@ -514,14 +514,14 @@ def index_catalog(
             previous = CatalogIndex.load(workspace.index_path, config)
         except CatalogIndexError as error:
             log.warning("previous index not reused: %s", error)
-    cropper = load_cropper(config, workspace) if config.crop.enabled else None
-    pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
-    workspace.save_config(config, sections=INDEX_SECTIONS)
     embed_items = None
-    if ray_address is not None:
+    if ray_address is not None:  # first: without Ray, nothing is built or written
         from tiefwatch.distributed import ray_embedder
 
         embed_items = ray_embedder(workspace, config, ray_address)
+    cropper = load_cropper(config, workspace) if config.crop.enabled else None
+    pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
+    workspace.save_config(config, sections=INDEX_SECTIONS)
     index, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress, embed_items)
     if config.rerank.enabled:
         # Loading the similarity model leaves its numpy form in the workspace cache (as building the pipeline

@@ -1,4 +1,5 @@
-"""Indexing on Ray writes the index a local run writes (``tiefwatch.distributed``); skipped without Ray Data."""
+"""Indexing on Ray writes the index a local run writes (``tiefwatch.distributed``); the Ray runs are skipped
+without Ray Data."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import pytest
 from tiefwatch.index import CatalogIndex, index_catalog
 from tiefwatch.workspace import Workspace
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
-
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """A local Ray of two CPUs (as CI has), started once for the module: starting one takes seconds."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
@@ -56,3 +56,26 @@ def test_pool_takes_one_actor_per_gpu_else_per_core() -> None:
     assert actor_resources({"CPU": 16.0, "GPU": 2.0}) == (2, {"num_cpus": 1, "num_gpus": 1})
     assert actor_resources({"CPU": 2.0}) == (2, {"num_cpus": 1})
     assert actor_resources({}) == (1, {"num_cpus": 1})
+
+
+def test_without_ray_the_flag_is_a_one_line_error(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from tiefwatch.distributed import RayUnavailableError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where the extra is not installed
+    workspace = Workspace(tmp_path / "ws")
+    with pytest.raises(RayUnavailableError, match=r"pip install 'tiefwatch\[ray\]'"):
+        index_catalog(catalog_dir, workspace, workspace.load_config(overrides=fast_overrides), ray_address="")
+    assert not workspace.index_path.exists() and not workspace.config_path.exists()
+
+
+def test_cli_ray_flag_takes_an_optional_address() -> None:
+    from tiefwatch.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["index", "cat"]).ray is None
+    assert parser.parse_args(["index", "cat", "--ray"]).ray == ""
+    assert parser.parse_args(["index", "cat", "--ray", "head:6379"]).ray == "head:6379"
