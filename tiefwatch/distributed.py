@@ -163,8 +163,13 @@ def _run(
         compute=ray.data.ActorPoolStrategy(size=size),
         **resources,
     )
+    answered: dict[int, Outcome] = {}
     with progress_bar("Embedding catalogue on Ray", total=len(items), enabled=show_progress) as advance:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             chunk, outcomes = unpack(batch, items, pipeline.embedder.dim)
-            yield chunk, outcomes
+            answered.update(zip((int(n) for n in batch["n"]), outcomes, strict=True))
             advance(len(chunk))
+    if len(answered) != len(items):  # nothing is saved from a partial answer
+        raise RuntimeError(f"Ray returned {len(answered)} of {len(items)} photos; the index was left as it was")
+    # in the catalogue's order, as a local run reports them (batches come back in any order)
+    yield items, [answered[n] for n in range(len(items))]

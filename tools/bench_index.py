@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="printed under the table (e.g. what a profile showed)")
     parser.add_argument("--doc", type=Path)
     args = parser.parse_args(argv)
-    command = "python tools/bench_index.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    # the note is printed under the table, not in the command
+    shown = [a for i, a in enumerate(given) if a != "--note" and (i == 0 or given[i - 1] != "--note")]
+    command = "python tools/bench_index.py " + shlex.join(shown)
     rows: list[dict] = []
     equal: list[str] = []
     with tempfile.TemporaryDirectory() as temp:
