@@ -23,7 +23,7 @@ import numpy as np
 
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError
-from tiefwatch.index import Embedded, EmbedItems, Item, Outcome, embed_chunk
+from tiefwatch.index import Embedded, EmbedItems, Item, Outcome, embed_chunk, embed_locally
 from tiefwatch.pipeline import Pipeline
 from tiefwatch.progress import progress_bar
 from tiefwatch.workspace import Workspace
@@ -47,15 +47,22 @@ def _import_ray() -> Any:
 
 
 class EmbedActor:
-    """One model per actor: built once in ``__init__``, then fed batch after batch by ``map_batches``."""
+    """One model per actor: built once in ``__init__``, then fed batch after batch by ``map_batches``.
 
-    def __init__(self, workspace_root: str, config: dict[str, Any], threads: int) -> None:
+    A CPU actor (one core) prepares and embeds each batch in turn (``index.embed_chunk``). A GPU actor has the
+    node's cores beside its GPU: it prepares in that many threads while the GPU embeds (``index.embed_locally``,
+    a local run's loop), or the photo simulation of ``index.views`` on one core would keep the GPU waiting."""
+
+    def __init__(self, workspace_root: str, config: dict[str, Any], threads: int, gpu: bool = False) -> None:
         from tiefwatch.models import load_cropper
 
         # Ray gives the actor ``threads`` cores; ONNX Runtime would otherwise size its pool by the whole node.
         os.environ["TIEFWATCH_THREADS"] = str(max(1, threads))
         workspace = Workspace(workspace_root)
         self.config = Config.from_dict(config)
+        self.threaded = gpu
+        if gpu:
+            self.config.embed.decode_workers = max(1, threads)  # how many prepare: the vectors do not depend on it
         cropper = load_cropper(self.config, workspace) if self.config.crop.enabled else None
         self.pipeline = Pipeline.from_config(self.config, cropper, cache_dir=workspace.cache_dir)
 
@@ -66,7 +73,11 @@ class EmbedActor:
                 batch["rel"], batch["path"], batch["size"], batch["mtime"], batch["sha1"], batch["existed"], strict=True
             )
         ]
-        return pack(embed_chunk(self.pipeline, items), batch["n"], self.pipeline)
+        if self.threaded:
+            outcomes = [o for _, chunk in embed_locally(self.pipeline, items, show_progress=False) for o in chunk]
+        else:
+            outcomes = embed_chunk(self.pipeline, items)
+        return pack(outcomes, batch["n"], self.pipeline)
 
 
 def pack(outcomes: list[Outcome], numbers: np.ndarray, pipeline: Pipeline) -> dict[str, np.ndarray]:
@@ -114,11 +125,12 @@ def unpack(batch: dict[str, np.ndarray], items: list[Item], dim: int) -> tuple[l
 
 
 def actor_resources(resources: dict[str, float]) -> tuple[int, dict[str, float]]:
-    """Pool size and each actor's resources for a cluster's totals: one actor per GPU where there are GPUs
-    (the model runs on it), else one per ``CPUS_PER_ACTOR`` cores."""
+    """Pool size and each actor's resources for a cluster's totals: one actor per GPU where there are GPUs (the
+    model runs on it, and the cores are shared among them for preparing photos), else one per ``CPUS_PER_ACTOR``
+    cores."""
     gpus = int(resources.get("GPU", 0))
     if gpus:
-        return gpus, {"num_cpus": CPUS_PER_ACTOR, "num_gpus": 1}
+        return gpus, {"num_cpus": max(1, int(resources.get("CPU", 1) // gpus)), "num_gpus": 1}
     return max(1, int(resources.get("CPU", 1) // CPUS_PER_ACTOR)), {"num_cpus": CPUS_PER_ACTOR}
 
 
@@ -155,10 +167,11 @@ def _run(
         for n, (rel, path, size_, mtime, sha1, existed) in enumerate(items)
     ]
     log.info("embedding %d photos on Ray: %d actors, %s each", len(items), size, resources)
+    threads, gpu = int(resources["num_cpus"]), "num_gpus" in resources
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), size * 4))).map_batches(
         EmbedActor,
-        fn_constructor_args=(str(workspace.root.resolve()), config.to_dict(), int(resources["num_cpus"])),
-        batch_size=batch_size,
+        fn_constructor_args=(str(workspace.root.resolve()), config.to_dict(), threads, gpu),
+        batch_size=batch_size * (2 * threads if gpu else 1),  # a GPU actor's threads look a few batches ahead
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=size),
         **resources,

@@ -53,7 +53,7 @@ def test_ray_index_equals_the_local_index(
 def test_pool_takes_one_actor_per_gpu_else_per_core() -> None:
     from tiefwatch.distributed import actor_resources
 
-    assert actor_resources({"CPU": 16.0, "GPU": 2.0}) == (2, {"num_cpus": 1, "num_gpus": 1})
+    assert actor_resources({"CPU": 16.0, "GPU": 2.0}) == (2, {"num_cpus": 8, "num_gpus": 1})
     assert actor_resources({"CPU": 2.0}) == (2, {"num_cpus": 1})
     assert actor_resources({}) == (1, {"num_cpus": 1})
 
@@ -79,3 +79,33 @@ def test_cli_ray_flag_takes_an_optional_address() -> None:
     assert parser.parse_args(["index", "cat"]).ray is None
     assert parser.parse_args(["index", "cat", "--ray"]).ray == ""
     assert parser.parse_args(["index", "cat", "--ray", "head:6379"]).ray == "head:6379"
+
+
+def test_a_gpu_actor_preparing_in_threads_gives_the_local_vectors(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU actor runs a local run's threaded loop on its batches: checked here on the CPU, without Ray."""
+    from tiefwatch.distributed import EmbedActor, unpack
+    from tiefwatch.index import file_sha1
+
+    monkeypatch.setenv("TIEFWATCH_THREADS", "")  # the actor sets it; restored afterwards
+    workspace = Workspace(tmp_path / "ws")
+    config = workspace.load_config(overrides=[*fast_overrides, "index.views=2", "embed.batch_size=2"])
+    index_catalog(catalog_dir, workspace, config)
+    local = CatalogIndex.load(workspace.index_path)
+
+    paths = sorted(catalog_dir.rglob("*.png"))
+    items = [(p.relative_to(catalog_dir).as_posix(), p, 0, 0, file_sha1(p), False) for p in paths]
+    columns = list(zip(*items, strict=True))
+    batch = {
+        name: np.array(values, dtype=object)
+        for name, values in zip(("rel", "path", "size", "mtime", "sha1", "existed"), columns, strict=True)
+    }
+    batch["n"] = np.arange(len(items))
+    actor = EmbedActor(str(workspace.root), config.to_dict(), threads=2, gpu=True)
+    assert actor.pipeline.config.embed.decode_workers == 2
+    chunk, outcomes = unpack(actor(batch), items, actor.pipeline.embedder.dim)
+    by_path = {item[0]: outcome for item, outcome in zip(chunk, outcomes, strict=True)}
+    for row, entry in enumerate(local.entries):
+        np.testing.assert_allclose(by_path[entry.path].vector, local.vectors[row], atol=1e-5)
+        assert by_path[entry.path].box == entry.box
