@@ -61,7 +61,11 @@ def resolve_engine(engine: str, device: str) -> str:
 
 
 def cpu_threads() -> int:
-    """Cores this process may use (a container's affinity, not the host's count)."""
+    """Cores this process may use (a container's affinity, not the host's count), or ``TIEFWATCH_THREADS`` where
+    set (a Ray actor given one core of a node: ``tiefwatch.distributed``)."""
+    chosen = os.environ.get("TIEFWATCH_THREADS", "")
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux

@@ -48,7 +48,11 @@ def cmd_index(args: argparse.Namespace, workspace: Workspace) -> int:
             "--replace to do that, or give the other catalogue its own --workspace"
         )
     summary = index_catalog(
-        args.catalog, workspace=workspace, config=_config(args, workspace), show_progress=not args.quiet
+        args.catalog,
+        workspace=workspace,
+        config=_config(args, workspace),
+        show_progress=not args.quiet,
+        ray_address=args.ray,
     )
     if args.format == "json":
         _print_json(summary.as_dict())
@@ -531,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replace", action="store_true",
         help="index this folder although the workspace indexes another one (its index is replaced)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="embed on Ray (pip install 'tiefwatch[ray]'): the cluster at ADDRESS, or without one RAY_ADDRESS's "
+        "cluster else a local Ray; GPU actors where the cluster has GPUs. Writes the index a local run writes",
     )  # fmt: skip
     _add_format(p)
     p.set_defaults(run=cmd_index)

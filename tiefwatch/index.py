@@ -22,6 +22,7 @@ import os
 import stat
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,14 +324,81 @@ def _embed_prepared(pipeline: Pipeline, prepared: list[_Prepared]) -> tuple[np.n
     return vectors, colours, [framing for framing in framings if framing is not None]
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """What embedding one catalogue photo gave: its vector, colour descriptor and product box."""
+
+    vector: np.ndarray
+    colour: np.ndarray
+    box: tuple[float, float, float, float] | None
+    with_views: bool  # its vector averages in photo-like views (index.views)
+
+
+# A new or changed photo to embed: (relative path, path, size, mtime_ns, sha1, was in the previous index).
+Item = tuple[str, Path, int, int, str, bool]
+Outcome = Embedded | ImageReadError
+# (pipeline, items, show_progress) -> (chunk of items, their outcomes in order), chunk after chunk
+EmbedItems = Callable[[Pipeline, list[Item], bool], Iterable[tuple[list[Item], list[Outcome]]]]
+
+
+def _outcomes(pipeline: Pipeline, decoded: list[_Prepared | ImageReadError]) -> list[Outcome]:
+    """Embed a prepared chunk (``_prepare_chunk``): one outcome per photo, in order."""
+    good = [ready for ready in decoded if isinstance(ready, _Prepared)]
+    if not good:
+        return list(decoded)  # type: ignore[arg-type]  # all errors
+    vectors, colours, framings = _embed_prepared(pipeline, good)
+    done = iter(zip(good, vectors, colours, framings, strict=True))
+    out: list[Outcome] = []
+    for ready in decoded:
+        if isinstance(ready, ImageReadError):
+            out.append(ready)
+            continue
+        prepared, vector, colour, framing = next(done)
+        out.append(Embedded(vector, colour, _box_tuple(framing), bool(prepared.views)))
+    return out
+
+
+def embed_chunk(pipeline: Pipeline, chunk: list[Item]) -> list[Outcome]:
+    """Decode, frame, simulate views and embed one chunk of photos in this process: the unit of work a Ray actor
+    runs (``tiefwatch.distributed``), the same code a local run uses, so both write the same vectors."""
+    return _outcomes(pipeline, _prepare_chunk(chunk, pipeline))
+
+
+def embed_locally(
+    pipeline: Pipeline, to_embed: list[Item], show_progress: bool
+) -> Iterator[tuple[list[Item], list[Outcome]]]:
+    """Embed in this process, a batch at a time; the next batches are decoded, framed and preprocessed in threads
+    while the model runs on this one. The look-ahead is bounded so a large catalogue is never decoded into memory
+    all at once."""
+    config = pipeline.config
+    batch = max(1, config.embed.batch_size)
+    with (
+        progress_bar("Embedding catalogue", total=len(to_embed), enabled=show_progress) as advance,
+        ThreadPoolExecutor(max_workers=max(1, config.embed.decode_workers)) as pool,
+    ):
+        chunks = [to_embed[i : i + batch] for i in range(0, len(to_embed), batch)]
+        ahead = max(1, config.embed.decode_workers)
+        pending = deque(pool.submit(_prepare_chunk, chunk, pipeline) for chunk in chunks[:ahead])
+        for number, chunk in enumerate(chunks):
+            decoded = pending.popleft().result()
+            if number + ahead < len(chunks):
+                pending.append(pool.submit(_prepare_chunk, chunks[number + ahead], pipeline))
+            yield chunk, _outcomes(pipeline, decoded)
+            advance(len(chunk))
+
+
 def build_index(
     catalog_dir: Path,
     pipeline: Pipeline,
     index_path: Path,
     previous: CatalogIndex | None = None,
     show_progress: bool = True,
+    embed_items: EmbedItems | None = None,
 ) -> tuple[CatalogIndex, IndexSummary]:
-    """Index (or update the index of) every image under ``catalog_dir`` and save it atomically."""
+    """Index (or update the index of) every image under ``catalog_dir`` and save it atomically.
+
+    ``embed_items`` embeds the new and changed photos (default ``embed_locally``; ``tiefwatch.distributed`` runs
+    the same per-photo work on Ray): everything else (listing, reuse, order, saving) is the same either way."""
     started = time.perf_counter()
     config = pipeline.config
     root = catalog_dir.resolve()
@@ -348,7 +416,7 @@ def build_index(
             reusable = {e.path: (e, previous.vectors[i], previous.colours[i]) for i, e in enumerate(previous.entries)}
 
     kept: list[tuple[Entry, np.ndarray, np.ndarray]] = []
-    to_embed: list[tuple[str, Path, int, int, str, bool]] = []
+    to_embed: list[Item] = []
     unreadable: set[str] = set()
     for path in files:
         rel = path.relative_to(root).as_posix()
@@ -380,34 +448,17 @@ def build_index(
 
     embedded: list[tuple[Entry, np.ndarray, np.ndarray]] = []
     embed_started = time.perf_counter()
-    batch = max(1, config.embed.batch_size)
-    with (
-        progress_bar("Embedding catalogue", total=len(to_embed), enabled=show_progress) as advance,
-        ThreadPoolExecutor(max_workers=max(1, config.embed.decode_workers)) as pool,
-    ):
-        # Decode, frame and preprocess the next few batches in threads while the model runs on this one; the
-        # look-ahead is bounded so a large catalogue is never decoded into memory all at once.
-        chunks = [to_embed[i : i + batch] for i in range(0, len(to_embed), batch)]
-        ahead = max(1, config.embed.decode_workers)
-        pending = deque(pool.submit(_prepare_chunk, chunk, pipeline) for chunk in chunks[:ahead])
-        for number, chunk in enumerate(chunks):
-            decoded = pending.popleft().result()
-            if number + ahead < len(chunks):
-                pending.append(pool.submit(_prepare_chunk, chunks[number + ahead], pipeline))
-            good = [(item, ready) for item, ready in zip(chunk, decoded, strict=True) if isinstance(ready, _Prepared)]
-            for item, ready in zip(chunk, decoded, strict=True):
-                if not isinstance(ready, _Prepared):
-                    log.warning("skipped %s", ready)
-                    summary.skip(item[0], ready)
-            if good:
-                summary.with_views += sum(1 for _, ready in good if ready.views)
-                vectors, colours, framings = _embed_prepared(pipeline, [ready for _, ready in good])
-                for (item, _), vector, colour, framing in zip(good, vectors, colours, framings, strict=True):
-                    rel, _, size, mtime, sha1, existed = item
-                    embedded.append((Entry(rel, size, mtime, sha1, _box_tuple(framing)), vector, colour))
-                    summary.updated += existed
-                    summary.added += not existed
-            advance(len(chunk))
+    for chunk, outcomes in (embed_items or embed_locally)(pipeline, to_embed, show_progress):
+        for item, outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, ImageReadError):
+                log.warning("skipped %s", outcome)
+                summary.skip(item[0], outcome)
+                continue
+            rel, _, size, mtime, sha1, existed = item
+            embedded.append((Entry(rel, size, mtime, sha1, outcome.box), outcome.vector, outcome.colour))
+            summary.with_views += outcome.with_views
+            summary.updated += existed
+            summary.added += not existed
     embed_seconds = time.perf_counter() - embed_started
 
     rows = sorted(kept + embedded, key=lambda row: row[0].path)
@@ -443,8 +494,13 @@ def index_catalog(
     workspace: Workspace | str | Path | None = None,
     config: Config | None = None,
     show_progress: bool = False,
+    ray_address: str | None = None,
 ) -> IndexSummary:
-    """Library form of ``tiefwatch index``: embed new or changed photos, drop deleted ones, save atomically."""
+    """Library form of ``tiefwatch index``: embed new or changed photos, drop deleted ones, save atomically.
+
+    ``ray_address`` embeds on Ray instead of in this process (``tiefwatch.distributed``; the ``ray`` extra): ""
+    for Ray's default (the cluster ``RAY_ADDRESS`` names, else a local Ray), or a cluster's address. The index it
+    writes is the one a local run writes."""
     from tiefwatch.models import load_cropper, load_reranker
 
     workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -458,10 +514,15 @@ def index_catalog(
             previous = CatalogIndex.load(workspace.index_path, config)
         except CatalogIndexError as error:
             log.warning("previous index not reused: %s", error)
+    embed_items = None
+    if ray_address is not None:  # first: without Ray, nothing is built or written
+        from tiefwatch.distributed import ray_embedder
+
+        embed_items = ray_embedder(workspace, config, ray_address)
     cropper = load_cropper(config, workspace) if config.crop.enabled else None
     pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
     workspace.save_config(config, sections=INDEX_SECTIONS)
-    index, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress)
+    index, summary = build_index(catalog_dir, pipeline, workspace.index_path, previous, show_progress, embed_items)
     if config.rerank.enabled:
         # Loading the similarity model leaves its numpy form in the workspace cache (as building the pipeline
         # left the ONNX graphs): the first search then needs no torch.
