@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=Path, required=True, help="folder of query photos")
     parser.add_argument("--count", type=int, default=50, help="warm queries timed")
     parser.add_argument("--fresh-runs", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--note", default="", help="how the workspace was prepared, printed under the command")
     parser.add_argument("--doc", type=Path)
     parser.add_argument("--json", type=Path)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python tools/bench_latency.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     paths = list_images(args.queries)[: args.count]
     workspace = Workspace(args.workspace)
-    searcher = Searcher(workspace, workspace.load_config())
+    searcher = Searcher(workspace, workspace.load_config(overrides=args.set))
     warm_stages(searcher, paths[:3])  # first calls build sessions and caches
     stages = warm_stages(searcher, paths)
     fresh = fresh_process_seconds(args.workspace, paths[0], args.fresh_runs)
