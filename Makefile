@@ -35,7 +35,7 @@ bench: $(STAMP)
 
 # The crop model that ships with the package: scenes of the dev watches outside the held-out fifth, drawn from every
 # photo condition (train_bbox.conditions: close-ups cut by the frame, far, tilted, glare, lamp light, wrists, 12 MP
-# phones) on the sample backgrounds (about 40 minutes and 6 GB on 2 CPU cores).
+# phones) on the sample backgrounds (49 minutes and 6 GB on 2 CPU cores shared with other work; 16 epochs).
 crop-model: $(STAMP)
 	$(BIN)/tiefwatch --workspace .tiefwatch/build-crop-default train-bbox $(CATALOG) --holdout 0.2 --samples 16000 \
 		--out bbox/weights/crop_default.pt
