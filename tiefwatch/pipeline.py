@@ -176,8 +176,9 @@ class Pipeline:
     def frame(self, images: Sequence[np.ndarray], catalogue: bool = False) -> tuple[list[np.ndarray], list[Framing]]:
         """Crop each image to its watch; low-confidence boxes fall back to the whole image, and say so.
 
-        ``catalogue`` photos on a plain background are framed by their product cut-out (``crop.catalog_cutout``),
-        the box the crop model is trained to reproduce on query photos; the rest go through the model."""
+        Photos on a plain light background are framed by their product cut-out (``crop.catalog_cutout``), the box
+        the crop model is trained to reproduce, a query's found on a smaller copy; the rest go through the model,
+        and only queries (not ``catalogue`` photos) get its second look."""
         if self.cropper is None:
             return list(images), [Framing(None, None, "crop off") for _ in images]
         crops: list[np.ndarray | None] = [None] * len(images)
