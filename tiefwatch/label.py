@@ -33,6 +33,7 @@ import faiss
 import numpy as np
 
 from tiefwatch.config import Config
+from tiefwatch.images import ImageReadError, load_image
 from tiefwatch.index import CatalogIndex
 from tiefwatch.models import load_reranker
 from tiefwatch.pipeline import Reranker, rerank_inputs
@@ -382,22 +383,16 @@ class LabelApp:
 
 
 def make_thumbnail(path: Path, side: int = THUMBNAIL_SIDE) -> bytes:
-    """Catalogue photos can be large; a few hundred pixels is all a judgement needs and keeps the page fast."""
-    from PIL import Image, ImageOps
+    """Catalogue photos can be large; a few hundred pixels is all a judgement needs and keeps the page fast. Read
+    by the shared reader, so a served picture is decoded (and refused) exactly as the index read it."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)
-            image = image.convert("RGB")
-            image.thumbnail((side, side))
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=88)
-    except (OSError, ValueError) as error:
-        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"unreadable image: {error}") from error
+        pixels = load_image(path, max_side=side)
+    except ImageReadError as error:
+        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"unreadable image: {error.reason}") from error
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=88)
     return buffer.getvalue()
 
 
