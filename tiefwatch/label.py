@@ -86,7 +86,6 @@ class LabelApp:
         self.index = CatalogIndex.load(workspace.index_path, config)
         if len(self.index) < 3:
             raise ValueError(f"the index holds {len(self.index)} photos; a triplet needs at least 3")
-        self.root_real = os.path.realpath(self.index.root)
         self.row_of = {entry.path: row for row, entry in enumerate(self.index.entries)}
         self.writer = TripletWriter(triplets_path)
         self.writer.sync()  # a file that is not a triplet CSV is refused now, not at the first click
@@ -97,7 +96,7 @@ class LabelApp:
         self._skips: Counter[int] = Counter()
         self._exhausted: set[int] = set()
         self._allowed: set[int] | None = None
-        self._thumbnails: OrderedDict[int, bytes] = OrderedDict()
+        self.thumbnails = CatalogThumbnails(self.index)
         self._model_lock = threading.Lock()
         self._reranker: Reranker | None = None
         self._model_key: tuple[Any, ...] | None = None
@@ -362,23 +361,37 @@ class LabelApp:
 
     def image(self, row: int) -> bytes:
         """A JPEG thumbnail of one index entry, only if its real path is inside the catalogue root."""
+        return self.thumbnails.get(row)
+
+
+class CatalogThumbnails:
+    """JPEG thumbnails of index rows, only where the row's real path is inside the catalogue folder (no path from
+    a client is ever opened); the most recently served are kept. The labelling and search pages share it."""
+
+    def __init__(self, index: CatalogIndex) -> None:
+        self.index = index
+        self.root_real = os.path.realpath(index.root)
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, row: int, side: int = THUMBNAIL_SIDE) -> bytes:
         if not 0 <= row < len(self.index):
             raise RequestError(HTTPStatus.NOT_FOUND, "no such catalogue image")
         with self._lock:
-            cached = self._thumbnails.get(row)
+            cached = self._cache.get((row, side))
             if cached is not None:
-                self._thumbnails.move_to_end(row)
+                self._cache.move_to_end((row, side))
                 return cached
         real = os.path.realpath(os.path.join(self.index.root, self.index.entries[row].path))
         if os.path.commonpath([real, self.root_real]) != self.root_real or real == self.root_real:
             raise RequestError(HTTPStatus.FORBIDDEN, "that catalogue entry points outside the catalogue folder")
         if not os.path.isfile(real):
             raise RequestError(HTTPStatus.NOT_FOUND, "catalogue image missing on disk; re-run `tiefwatch index`")
-        data = make_thumbnail(Path(real))
+        data = make_thumbnail(Path(real), side)
         with self._lock:
-            self._thumbnails[row] = data
-            while len(self._thumbnails) > THUMBNAIL_CACHE:
-                self._thumbnails.popitem(last=False)
+            self._cache[(row, side)] = data
+            while len(self._cache) > THUMBNAIL_CACHE:
+                self._cache.popitem(last=False)
         return data
 
 

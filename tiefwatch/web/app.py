@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,9 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tiefwatch import __version__
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, load_image_bytes
-from tiefwatch.index import CatalogIndex
 from tiefwatch.label import MAX_BODY_BYTES as LABEL_BODY_BYTES
-from tiefwatch.label import LabelApp
+from tiefwatch.label import CatalogThumbnails, LabelApp
 from tiefwatch.web.schemas import Error, Health, SearchResult
 from tiefwatch.web.security import AccessDenied, AccessPolicy, check_token, is_loopback, suggest_token
 from tiefwatch.workspace import Workspace
@@ -51,7 +49,6 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a phone photo is 2-6 MB
 MAX_K = 100
 THUMBNAIL_SIDE = 320
 LARGE_SIDE = 1024
-THUMBNAIL_CACHE = 512
 SETTINGS_ENV = "TIEFWATCH_SERVE_SETTINGS"
 PUBLIC_PATHS = ("/static/", "/static-offline-docs/")  # the page's own script and style, the docs' bundle
 PUBLIC_EXACT = {"/docs", "/redoc", "/openapi.json", "/favicon.ico"}
@@ -91,40 +88,6 @@ class WebState:
                 log.info("worker %d: loaded %d catalogue photos", os.getpid(), len(self.searcher))
             if self.searcher is not None and self.thumbnails is None:
                 self.thumbnails = CatalogThumbnails(self.searcher.index)
-
-
-class CatalogThumbnails:
-    """JPEG thumbnails of index rows, only where the row's real path is inside the catalogue folder."""
-
-    def __init__(self, index: CatalogIndex) -> None:
-        self.index = index
-        self.root_real = os.path.realpath(index.root)
-        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, row: int, side: int) -> bytes:
-        from tiefwatch.label import RequestError, make_thumbnail
-
-        if not 0 <= row < len(self.index):
-            raise StarletteHTTPException(HTTPStatus.NOT_FOUND, "no such catalogue image")
-        with self._lock:
-            if (row, side) in self._cache:
-                self._cache.move_to_end((row, side))
-                return self._cache[(row, side)]
-        real = os.path.realpath(os.path.join(self.index.root, self.index.entries[row].path))
-        if os.path.commonpath([real, self.root_real]) != self.root_real or real == self.root_real:
-            raise StarletteHTTPException(HTTPStatus.FORBIDDEN, "that catalogue entry points outside the catalogue")
-        if not os.path.isfile(real):
-            raise StarletteHTTPException(HTTPStatus.NOT_FOUND, "catalogue image missing on disk; re-run index")
-        try:
-            data = make_thumbnail(Path(real), side)
-        except RequestError as error:
-            raise StarletteHTTPException(error.status, error.message) from error
-        with self._lock:
-            self._cache[(row, side)] = data
-            while len(self._cache) > THUMBNAIL_CACHE:
-                self._cache.popitem(last=False)
-        return data
 
 
 # ---------------------------------------------------------------------------- the guard
