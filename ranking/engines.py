@@ -1,10 +1,11 @@
 """Inference engines: the same torch weights run by torch (GPU, or CPU fallback) or ONNX Runtime (CPU).
 
 On two CPU cores ONNX Runtime runs EfficientNet-Lite2 about four times faster than eager torch. The ONNX graph
-is exported once from the very module torch runs, for one image of one fixed size (TF-"same" padding is baked
-in at export time, so a graph exported for 260 px must never see another size; a static batch of one measured
-15-20 % faster than a dynamic batch, and batching bought nothing on two cores), and cached on disk by a key of
-the weights and size.
+is exported once from the very module torch runs, for images of one fixed size (TF-"same" padding is baked in at
+export time, so a graph exported for 260 px must never see another size) and any number of them, and cached on
+disk by a key of the weights and size. A query's three crops, the refine pass's windows and a catalogue batch
+each go through in one run: with spinning threads off, a run of three measured 10-20 % less a picture than three
+runs of one, a run of sixteen about 15 % less (docs/benchmarks.md, session 13).
 
 A cached graph is opened without importing torch: that is what lets a fresh ``tiefwatch search`` process
 answer in about a second instead of spending five seconds importing torch and timm. The module is therefore
@@ -18,11 +19,12 @@ import hashlib
 import importlib.metadata
 import logging
 import os
+import platform
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "onnx")
-EXPORT_FORMAT = "static-batch-1"  # part of the cache key: graphs cached by older exports are not reused
+EXPORT_FORMAT = "dynamic-batch"  # part of the cache key: graphs cached by older exports are not reused
+RUN_BATCH = 16  # pictures per ONNX Runtime run: more bought nothing, and bounds the activations' memory
 
 ModuleFactory = Callable[[], "nn.Module"]
 
@@ -124,28 +127,116 @@ def write_cache_file(path: Path, data: bytes) -> None:
 
 
 def export_onnx(module: nn.Module, size: int, path: Path) -> Path:
-    """Export ``module`` for one ``3 x size x size`` image, written atomically (a killed export leaves nothing)."""
+    """Export ``module`` for ``3 x size x size`` images, any number at once where ``batch_free`` can make the
+    graph so (else one at a time), written atomically (a killed export leaves nothing)."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting to ONNX at %d px (once): %s", size, path.name)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as work:
+        static = Path(work) / "static.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # One picture of a fixed size: the exporter writes timm's TF-"same" padding as arithmetic on the input's
+            # shape, which only folds to constants where every dimension is known (a graph exported with a free
+            # batch kept that arithmetic and ran 30-40 % slower).
             torch.onnx.export(
                 module.cpu().eval(),
                 torch.zeros(1, 3, size, size),
-                tmp,
+                str(static),
                 input_names=["images"],
                 opset_version=17,
                 dynamo=False,
             )
-        os.replace(tmp, path)
+        batched = batch_free(static, Path(work))
+        write_cache_file(path, batched if batched is not None else static.read_bytes())
+    return path
+
+
+def batch_free(static: Path, work: Path) -> bytes | None:
+    """The one-picture graph at ``static`` with its constants folded and its batch dimension left free, or None
+    where that changes what it computes (checked on two pictures against the one-picture graph)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    folded = work / "folded.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # portable: standard ops only
+    options.optimized_model_filepath = str(folded)
+    options.log_severity_level = 3
+    reference = ort.InferenceSession(str(static), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(folded))
+    constants = {tensor.name: tensor for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        shape = constants.get(node.input[1])
+        if shape is None:
+            return None  # a shape computed at run time: leave the graph as exported
+        values = numpy_helper.to_array(shape).copy()
+        if len(values) and values[0] == 1:
+            values[0] = 0  # 0 copies the input's dimension: the batch, whatever its size
+            shape.CopyFrom(numpy_helper.from_array(values, shape.name))
+    for value in [model.graph.input[0], *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del model.graph.value_info[:]  # shapes inferred for one picture
+    data = model.SerializeToString()
+    try:
+        batched = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        name = reference.get_inputs()[0].name
+        pictures = np.random.default_rng(0).normal(size=(2, *reference.get_inputs()[0].shape[1:])).astype(np.float32)
+        together = batched.run(None, {name: pictures})
+        apart = [reference.run(None, {name: pictures[i : i + 1]}) for i in range(2)]
+    except Exception as error:  # any failure means: keep the graph as exported
+        log.info("kept the one-picture graph: %s", error)
+        return None
+    for joint, *single in zip(together, *apart, strict=True):
+        if joint.shape[0] != 2 or not np.allclose(joint, np.concatenate(single), rtol=1e-4, atol=1e-4):
+            return None
+    return data
+
+
+def optimised_cache_path(path: Path) -> Path:
+    """Where ONNX Runtime's fully optimised form of the graph at ``path`` is kept for this machine: the layout it
+    chooses depends on the runtime's version and the CPU's instruction sets, so both name the file."""
+    import onnxruntime as ort
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:  # not Linux: the machine's name stands in
+        pass
+    digest = hashlib.sha256(f"{ort.__version__}|{platform.machine()}|{flags}".encode()).hexdigest()[:12]
+    return path.with_name(f"{path.stem}.{digest}.optimised.onnx")
+
+
+def _open_optimised(ort: Any, path: Path, options: Any) -> Any:
+    """A session over ``path`` fully optimised. The first opening on a machine saves the optimised graph beside it
+    (temp file, then rename); later ones open that without optimising again: a fresh process's two sessions
+    opened in about 35 ms instead of 105 (docs/benchmarks.md, session 13)."""
+    optimised = optimised_cache_path(path)
+    if optimised.exists():
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(optimised), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # a damaged cache file: optimise from the export again
+            log.info("re-optimising %s: %s", path.name, error)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".optimised.tmp")
+    except OSError:  # a read-only cache: optimise on every opening
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    os.close(fd)
+    try:
+        options.optimized_model_filepath = tmp
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        if Path(tmp).stat().st_size:
+            os.replace(tmp, optimised)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return path
+    return session
 
 
 class OnnxEngine:
@@ -160,19 +251,23 @@ class OnnxEngine:
             export_onnx(module(), size, path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         # Spinning worker threads keep a core busy after each run: with two sessions (crop, embed) or numpy work
         # between runs on two cores, that doubled the time of every run (measured 45 ms against 21 ms).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _open_optimised(ort, path, options)
         self.input_name = self.session.get_inputs()[0].name
+        batch = self.session.get_inputs()[0].shape[0]
+        self.run_batch = RUN_BATCH if not isinstance(batch, int) else max(1, batch)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         if batch.shape[-1] != self.size or batch.shape[-2] != self.size:
             raise ValueError(f"this ONNX graph takes {self.size} px inputs, got {batch.shape[-2:]}")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        runs = [self.session.run(None, {self.input_name: batch[i : i + 1]}) for i in range(len(batch))]
+        runs = [
+            self.session.run(None, {self.input_name: batch[i : i + self.run_batch]})
+            for i in range(0, len(batch), self.run_batch)
+        ]
         return [np.concatenate(outputs) for outputs in zip(*runs, strict=True)]
 
 

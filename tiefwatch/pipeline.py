@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from bbox.box import BoundingBox
@@ -26,7 +27,9 @@ from ranking.illuminant import correct_warm_cool, light_correction
 from tiefwatch.config import Config, SearchConfig
 from tiefwatch.views import photo_view_crops
 
-QUERY_CUTOUT_SIDE = 512  # a query's cut-out is found at this size: the morphology's cost grows with the photo
+CUTOUT_SIDE = 512  # cut-outs are found on a copy this large: the morphology's cost grows with the photo (a
+# 1,024 px catalogue photo's took 0.3 s, 2,000 px 1.3 s) and a box needs no more
+VIEW_SOURCE_SIDE = 512  # the catalogue photo a view is made from: a view reaches the network at 260 px
 VIEW_LONG_SIDE = 800  # views are embedded at 260 px: larger frames only cost simulation time
 
 
@@ -166,7 +169,7 @@ class Pipeline:
         if not count:
             return []
         rng = np.random.default_rng([self.config.seed, int(key[:15], 16)])
-        return photo_view_crops(image, count, self._view_simulator, rng, self.config.crop.pad)
+        return photo_view_crops(shrunk(image, VIEW_SOURCE_SIDE), count, self._view_simulator, rng, self.config.crop.pad)
 
     def _refine_setting(self) -> bool | dict[str, float]:
         """False, or how the refine pass looks again: any of it changes the boxes, so it belongs in the signature."""
@@ -177,17 +180,16 @@ class Pipeline:
         """Crop each image to its watch; low-confidence boxes fall back to the whole image, and say so.
 
         Photos on a plain light background are framed by their product cut-out (``crop.catalog_cutout``), the box
-        the crop model is trained to reproduce, a query's found on a smaller copy; the rest go through the model,
-        and only queries (not ``catalogue`` photos) get its second look."""
+        the crop model is trained to reproduce, found on a copy at most ``CUTOUT_SIDE`` large; the rest go through
+        the model, and only queries (not ``catalogue`` photos) get its second look."""
         if self.cropper is None:
             return list(images), [Framing(None, None, "crop off") for _ in images]
         crops: list[np.ndarray | None] = [None] * len(images)
         framings: list[Framing | None] = [None] * len(images)
         # A query that is a product shot on a plain light background (a shop's own photo, a watch on white paper) is
         # framed by its cut-out as its catalogue photo is, so both are cut alike; the rest go to the crop network.
-        cutout_side = None if catalogue else QUERY_CUTOUT_SIDE
         for number, image in enumerate(images):
-            framed = self.frame_without_model(image, cutout_side)
+            framed = self.frame_without_model(image)
             if framed is not None:
                 crops[number], framings[number] = framed
         pending = [number for number, crop in enumerate(crops) if crop is None]
@@ -216,7 +218,9 @@ class Pipeline:
             framings[number] = Framing(prediction.box, prediction.confidence, "", others)
         return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
 
-    def frame_without_model(self, image: np.ndarray, max_side: int | None = None) -> tuple[np.ndarray, Framing] | None:
+    def frame_without_model(
+        self, image: np.ndarray, max_side: int | None = CUTOUT_SIDE
+    ) -> tuple[np.ndarray, Framing] | None:
         """A photo's framing where no network is needed (crop off, or its product cut-out, found on a copy at most
         ``max_side`` large), else None. Cheap numpy work, so ``index`` runs it in its decode threads while the
         model embeds the previous batch."""
@@ -308,6 +312,15 @@ def second_look(
     if search.zoom_below <= 0 or closer is None or not predictions:
         return predictions
     return closer(images, predictions, search.zoom_below, search.zoom_window)
+
+
+def shrunk(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` at most ``side`` pixels on its long side (area filter); as it is where it is no larger."""
+    h, w = image.shape[:2]
+    if max(h, w) <= side:
+        return image
+    scale = side / max(h, w)
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def mean_rows(vectors: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from bbox.box import BoundingBox
 from bbox.conditions import ConditionSimulator
-from bbox.segment import product_box
+from bbox.segment import product_box, segment_product
 from bbox.synth import PhotoSimulator
 
 
@@ -44,9 +44,14 @@ def photo_view_crops(
     pad: float,
     jitter: float = 0.1,
 ) -> list[np.ndarray]:
-    """``views`` simulated phone photos of one catalogue watch, each cropped around a jittered true box."""
-    crops = []
+    """``views`` simulated phone photos of one catalogue watch, each cropped around a jittered true box. The
+    watch is cut out of its photo once for all of them (the same mask each view would find)."""
+    crops: list[np.ndarray] = []
+    if views <= 0:
+        return crops
+    mask = segment_product(image).mask
+    mask = mask if mask.any() else None  # nothing found: each view falls back as it always did
     for _ in range(views):
-        scene = simulator(image, rng)
+        scene = simulator(image, rng, mask=mask)
         crops.append(square_crop(scene.image, jittered(scene.box, rng, jitter), pad))
     return crops

@@ -60,7 +60,8 @@ def test_onnx_and_torch_engines_agree(tmp_path) -> None:
     onnx_vectors = onnx_embedder.embed(images)
     cosine = np.sum(torch_vectors * onnx_vectors, axis=1)
     assert cosine.min() >= 0.999, cosine
-    assert len(list(tmp_path.glob("*.onnx"))) == 1  # exported once, cached
+    exports = [path for path in tmp_path.glob("*.onnx") if not path.name.endswith(".optimised.onnx")]
+    assert len(exports) == 1  # exported once, cached (beside it, the runtime's optimised form for this machine)
     with pytest.raises(ValueError, match="128 px"):
         onnx_embedder.engine(np.zeros((1, 3, 96, 96), np.float32))
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    import torch
 
 
 def test_an_engine_on_another_device_never_moves_the_shared_backbone() -> None:
@@ -34,3 +40,90 @@ def test_thread_count_follows_tiefwatch_threads_where_set(monkeypatch: pytest.Mo
     for unusable in ("0", "", "two"):
         monkeypatch.setenv("TIEFWATCH_THREADS", unusable)
         assert cpu_threads() == cores
+
+
+def _space_to_depth_net() -> torch.nn.Module:
+    """A convolution, a reshape that carries the batch (as the crop trunk's space-to-depth), a convolution."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.first = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.second = torch.nn.Conv2d(16, 5, 1)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            maps = self.first(images)
+            n, c, h, w = maps.shape
+            maps = maps.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, c * 4, h // 2, w // 2)
+            return torch.relu(self.second(maps))
+
+    return Net().eval()
+
+
+def _fixed_size_resize_net() -> torch.nn.Module:
+    """Upsampling to a fixed size: exported as a Resize whose sizes name a batch of one."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 2, 3, stride=2, padding=1)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            small = self.conv(images)
+            return torch.nn.functional.interpolate(small, size=(images.shape[-2], images.shape[-1]), mode="nearest")
+
+    return Net().eval()
+
+
+@pytest.mark.parametrize(("factory", "batch_free"), [(_space_to_depth_net, True), (_fixed_size_resize_net, False)])
+def test_onnx_graphs_take_a_batch_where_that_computes_the_same_and_one_picture_otherwise(
+    tmp_path, factory, batch_free: bool
+) -> None:
+    """A query's crops and a catalogue batch go through in one run where the graph allows (a reshape that carries
+    the batch is rewritten to copy it); a graph whose sizes name one picture (the crop head's upsampling) is run a
+    picture at a time. Either way the engine returns what torch computes, for any number of pictures."""
+    import torch
+
+    from ranking.engines import RUN_BATCH, OnnxEngine
+
+    module = factory()
+    engine = OnnxEngine(lambda: module, 16, tmp_path, key="test")
+    assert engine.run_batch == (RUN_BATCH if batch_free else 1)
+    pictures = np.random.default_rng(1).normal(size=(RUN_BATCH + 3, 3, 16, 16)).astype(np.float32)
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(pictures)).numpy()
+    (got,) = engine(pictures)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert not list(tmp_path.glob(".export-*"))  # the export's scratch files are gone
+
+
+def test_the_optimised_graph_is_kept_once_per_machine_and_a_damaged_copy_is_rebuilt(tmp_path) -> None:
+    """A fresh process opens the graph ONNX Runtime already optimised on this machine instead of optimising it
+    again; what it computes is the same, and a damaged optimised copy (a full disk, an old runtime's leftovers)
+    is optimised again rather than failing the search."""
+    from ranking.engines import OnnxEngine, onnx_cache_path, optimised_cache_path
+
+    module = _space_to_depth_net()
+    pictures = np.random.default_rng(2).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    (first,) = OnnxEngine(lambda: module, 16, tmp_path, key="test")(pictures)
+    optimised = optimised_cache_path(onnx_cache_path(tmp_path, "test", 16))
+    assert optimised.is_file() and optimised.stat().st_size > 0
+    stamp = optimised.stat().st_mtime_ns
+
+    def never_exported() -> None:
+        raise AssertionError("the cached graph must be reused")
+
+    (again,) = OnnxEngine(never_exported, 16, tmp_path, key="test")(pictures)
+    np.testing.assert_array_equal(again, first)
+    assert optimised.stat().st_mtime_ns == stamp  # opened, not rewritten
+
+    optimised.write_bytes(b"not a graph")
+    (rebuilt,) = OnnxEngine(never_exported, 16, tmp_path, key="test")(pictures)
+    np.testing.assert_allclose(rebuilt, first, rtol=1e-5, atol=1e-6)
+    assert optimised.read_bytes() != b"not a graph"
+    assert not list(tmp_path.glob("*.tmp"))
