@@ -3,9 +3,9 @@
 On two CPU cores ONNX Runtime runs EfficientNet-Lite2 about four times faster than eager torch. The ONNX graph
 is exported once from the very module torch runs, for images of one fixed size (TF-"same" padding is baked in at
 export time, so a graph exported for 260 px must never see another size) and any number of them, and cached on
-disk by a key of the weights and size. A query's three crops, the refine pass's windows and a catalogue batch
-each go through in one run: with spinning threads off, a run of three measured 10-20 % less a picture than three
-runs of one, a run of sixteen about 15 % less (docs/benchmarks.md, session 13).
+disk by a key of the weights and size. A query's three crops and a catalogue batch each go through in one run
+where the graph allows it (``batch_free``): a run of three took 6-9 % less a picture than three runs of one, a run
+of sixteen 9-13 % less (docs/benchmarks.md, session 13).
 
 A cached graph is opened without importing torch: that is what lets a fresh ``tiefwatch search`` process
 answer in about a second instead of spending five seconds importing torch and timm. The module is therefore
