@@ -201,7 +201,7 @@ def train_bbox(
     features = _load_cached(cache_file, features_key)
     if features is None:
         sources, described = _load_sources(catalog, exclude, workspace.cache_dir)
-        stderr_console.print(f"synthesising {settings.samples} training scenes from {described}")
+        stderr_console().print(f"synthesising {settings.samples} training scenes from {described}")
         scenery = load_backgrounds(backgrounds)
         simulator = (
             ConditionSimulator(scenery, settings.conditions, settings.seed, settings.scene_long_side_cap)
@@ -230,10 +230,10 @@ def train_bbox(
         head = new_head(train, spec)
         head.load_state_dict(state["head"])
         start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
-        stderr_console.print(f"resuming after epoch {start_epoch}")
+        stderr_console().print(f"resuming after epoch {start_epoch}")
 
     def on_epoch(report: EpochReport, current, optimizer: dict) -> None:
-        stderr_console.print(
+        stderr_console().print(
             f"epoch {report.epoch}/{settings.epochs}: train loss {report.train_loss:.4f}, val loss "
             f"{report.val_loss:.4f}, val IoU {report.val_mean_iou:.3f}, IoU≥0.5 {report.val_iou_at_50:.1%} "
             f"({report.seconds:.1f}s)"

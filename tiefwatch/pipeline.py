@@ -10,22 +10,23 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 
 from bbox.box import BoundingBox
-from bbox.conditions import ConditionSimulator
 from bbox.predict import BoxPrediction
 from bbox.segment import product_box
-from bbox.synth import PhotoSimulator
 from ranking.backbone import weights_fingerprint
 from ranking.colour import COLOUR_DIM, COLOUR_VERSION, colour_descriptors
 from ranking.features import Embedder, backbone_pixels
 from ranking.illuminant import correct_warm_cool, light_correction
 from tiefwatch.config import Config, SearchConfig
-from tiefwatch.views import photo_view_crops
+
+if TYPE_CHECKING:  # the photo simulator is only needed to index: a search process never imports it
+    from bbox.conditions import ConditionSimulator
+    from bbox.synth import PhotoSimulator
 
 CUTOUT_SIDE = 512  # cut-outs are found on a copy this large: the morphology's cost grows with the photo (a
 # 1,024 px catalogue photo's took 0.3 s, 2,000 px 1.3 s) and a box needs no more
@@ -156,6 +157,9 @@ class Pipeline:
     def _view_simulator(self) -> PhotoSimulator | ConditionSimulator:
         # Procedural clutter only: the photo backgrounds bundled for crop training and the benchmarks' queries
         # stay out of the index, so a benchmark query never meets its own background there.
+        from bbox.conditions import ConditionSimulator
+        from bbox.synth import PhotoSimulator
+
         conditions = self.config.index.view_conditions
         if conditions:
             return ConditionSimulator(backgrounds=[], weights=conditions, long_side_cap=VIEW_LONG_SIDE)
@@ -165,6 +169,8 @@ class Pipeline:
         """``catalogue_view_count`` simulated phone photos of one catalogue photo, each cut around a slightly
         wrong box as the crop model would cut it. ``key`` (the file's hex hash) seeds them, so re-indexing the same
         file gives the same vector."""
+        from tiefwatch.views import photo_view_crops
+
         count = self.catalogue_view_count
         if not count:
             return []

@@ -140,7 +140,7 @@ def train_triplets(
         net, start_epoch, state = from_checkpoint(saved["net"]), int(saved["epoch"]), saved["state"]
         colour = _stored_colour(saved["net"])
         if verbose:
-            stderr_console.print(f"resuming after epoch {start_epoch}")
+            stderr_console().print(f"resuming after epoch {start_epoch}")
     colour_dict = colour.to_state() if colour is not None else None
     catalog = join_colours(index.vectors, index.colours, colour)  # the index's rows as the model takes them
     inputs, view_owners = catalog, np.zeros(0, np.int64)
@@ -149,7 +149,7 @@ def train_triplets(
 
     def on_epoch(report: TripletEpochReport, current: SimilarityNet, training_state: dict) -> None:
         if verbose:
-            stderr_console.print(
+            stderr_console().print(
                 f"epoch {report.epoch}: margin {report.margin}, loss {report.train_loss:.4f}, held-out triplet "
                 f"accuracy {report.val_accuracy:.3f} (raw backbone {report.backbone_val_accuracy:.3f})"
             )
@@ -311,7 +311,7 @@ def _attribute_heads(
                 f"; recall@1 / @10 of {identity_report['identity_views']} photo-like shots at weight {recalls} "
                 f"(FAISS order {faiss['at_1']:.3f} / {faiss['at_10']:.3f})"
             )
-        stderr_console.print(
+        stderr_console().print(
             f"attributes: {len(labelled.rows)} labelled photos, {len(heads.names)} attributes; weight "
             f"{choice.weight:g} (C {choice.c:g}) by {choice.folds}-fold top-5 agreement {chosen:.3f} "
             f"(without attributes {without:.3f}){guard}"

@@ -259,10 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # fewer than ~40 points per list: nothing to gain over flat
             row = measure(kind, vectors, queries, truth, config)
             rows.append(row)
-            stderr_console.print(" | ".join(row.cells()))
+            stderr_console().print(" | ".join(row.cells()))
         if size == max(args.sizes) and "ivf" in args.kinds and size >= 10_000:
             update = update_check(vectors, config)
-            stderr_console.print(update)
+            stderr_console().print(update)
         del vectors
         gc.collect()
     command = "python tools/bench_scale.py " + shlex.join(argv if argv is not None else sys.argv[1:])
