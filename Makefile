@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CATALOG ?= ../shared/data/watch-catalog-dev
 
-.PHONY: demo test lint venv bench bench-conditions bench-lamp-colour bench-adapted bench-crop bench-judged bench-scale bench-synthetic crop-model photo-backbone bench-tuned similarity-model bench-serve clean
+.PHONY: demo test lint venv bench bench-conditions bench-runs bench-lamp-colour bench-adapted bench-crop bench-judged bench-scale bench-synthetic crop-model photo-backbone bench-tuned similarity-model bench-serve clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,20 @@ crop-model: $(STAMP)
 CONDITIONS := .tiefwatch/bench-conditions
 bench-conditions: $(STAMP)
 	$(BIN)/python tools/bench_conditions.py --catalog $(CATALOG) --workspace $(CONDITIONS) --queries 300
+
+# What each backbone run buys (query crop scales, catalogue views), in FAISS order on held-out condition queries:
+# the dev catalogue indexed as built, without views and with views from every condition (about 30 minutes).
+RUNS := .tiefwatch/bench-runs
+VIEW_MIX := {standard: 0.3, close-up: 0.14, far: 0.14, tilt: 0.1, glare: 0.08, lamp: 0.08, wrist: 0.1, phone: 0.06}
+bench-runs: $(STAMP)
+	$(BIN)/tiefwatch --workspace $(RUNS)/as-built -q index $(CATALOG) --format json > /dev/null
+	$(BIN)/tiefwatch --workspace $(RUNS)/no-views -q index $(CATALOG) --format json --set index.views=0 > /dev/null
+	$(BIN)/tiefwatch --workspace $(RUNS)/condition-views -q index $(CATALOG) --format json \
+		--set 'index.view_conditions=$(VIEW_MIX)' > /dev/null
+	$(BIN)/python tools/bench_runs.py --workspace $(RUNS)/as-built --queries 150 \
+		--compare 'no views (index.views: 0)=$(RUNS)/no-views' \
+		--compare 'four views from every condition (index.view_conditions)=$(RUNS)/condition-views' \
+		--compare 'eight views: both of the above=$(RUNS)/as-built+$(RUNS)/condition-views'
 
 # Case colour of lamp-lit and shade-lit shots of the judged set's labelled watches, light correction off and on.
 bench-lamp-colour: $(STAMP)
