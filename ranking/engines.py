@@ -20,7 +20,9 @@ import importlib.metadata
 import logging
 import os
 import platform
+import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -114,10 +116,40 @@ def onnx_cache_path(cache_dir: Path | None, key: str, size: int) -> Path:
     return (cache_dir or Path(tempfile.gettempdir()) / "tiefwatch-onnx") / f"{digest}.onnx"
 
 
+STALE_TEMP_SECONDS = 3600.0  # a cache temp this old is a killed writer's: an export takes a minute or two
+
+
+def remove_stale_cache_temps(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove what killed writers of this module left in a cache folder (``tmp*.tmp`` files of
+    ``write_cache_file`` and the runtime's optimised copies, ``.export-*`` folders of ``export_onnx``) once older than
+    ``older_than`` seconds; returns what was removed. Other files in the folder are never touched."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        ours = (entry.name.startswith("tmp") and entry.name.endswith(".tmp")) or entry.name.startswith(".export-")
+        try:
+            if not ours or now - entry.stat(follow_symlinks=False).st_mtime < older_than:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # removed meanwhile by another process, or not ours to remove
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d leftover(s) of interrupted cache writes in %s", len(removed), folder)
+    return removed
+
+
 def write_cache_file(path: Path, data: bytes) -> None:
     """Write a cache entry atomically: a reader sees the whole file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -225,7 +257,7 @@ def _open_optimised(ort: Any, path: Path, options: Any) -> Any:
             log.info("re-optimising %s: %s", path.name, error)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".optimised.tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp", suffix=".optimised.tmp")
     except OSError:  # a read-only cache: optimise on every opening
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     os.close(fd)
@@ -247,6 +279,7 @@ class OnnxEngine:
 
         self.size = size
         path = onnx_cache_path(cache_dir, key, size)
+        remove_stale_cache_temps(path.parent)
         if not path.exists():
             export_onnx(module(), size, path)
         options = ort.SessionOptions()

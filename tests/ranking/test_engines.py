@@ -127,3 +127,29 @@ def test_the_optimised_graph_is_kept_once_per_machine_and_a_damaged_copy_is_rebu
     np.testing.assert_allclose(rebuilt, first, rtol=1e-5, atol=1e-6)
     assert optimised.read_bytes() != b"not a graph"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_leftovers_of_killed_cache_writers_are_removed_and_nothing_else(tmp_path) -> None:
+    """A process killed while exporting or writing a cache entry leaves its temp behind; the next engine opened on
+    the folder removes those once they are old, and leaves young ones (a live writer's) and every other file."""
+    import os
+    import time
+
+    from ranking.engines import STALE_TEMP_SECONDS, remove_stale_cache_temps
+
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    dead_file, dead_optimised = tmp_path / "tmpa1b2.tmp", tmp_path / "tmpc3d4.optimised.tmp"
+    dead_export = tmp_path / ".export-e5f6"
+    dead_export.mkdir()
+    (dead_export / "static.onnx").write_bytes(b"half")
+    live = tmp_path / "tmpg7h8.tmp"
+    others = [tmp_path / "0123abcd.onnx", tmp_path / ".catalog.npz.x1y2.tmp", tmp_path / "similarity-1.npz"]
+    for path in [dead_file, dead_optimised, live, *others]:
+        path.write_bytes(b"x")
+    for path in [dead_file, dead_optimised, dead_export, *others]:
+        os.utime(path, (old, old))
+
+    removed = remove_stale_cache_temps(tmp_path)
+    assert sorted(removed) == sorted([dead_file, dead_optimised, dead_export])
+    assert not dead_export.exists() and live.exists() and all(path.exists() for path in others)
+    assert remove_stale_cache_temps(tmp_path / "missing") == []
