@@ -137,14 +137,21 @@ def product_box(img: np.ndarray, max_side: int | None = None) -> BoundingBox | N
     ``max_side``: cut out a copy at most this large and scale its box back (the morphology's cost grows with the
     photo; a box needs no more than a few hundred pixels)."""
     h, w = img.shape[:2]
-    scale = 1.0 if max_side is None or max(h, w) <= max_side else max_side / max(h, w)
-    if scale < 1.0:
-        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    segmentation = segment_product(img)
+    small = img if max_side is None else shrunk(img, max_side)
+    segmentation = segment_product(small)
     if not segmentation.on_plain_background:
         return None
     box = BoundingBox.from_mask(segmentation.mask)
-    return box if scale == 1.0 else box.scale(w / img.shape[1], h / img.shape[0])
+    return box if small is img else box.scale(w / small.shape[1], h / small.shape[0])
+
+
+def shrunk(img: np.ndarray, side: int) -> np.ndarray:
+    """``img`` at most ``side`` pixels on its long side (area filter); ``img`` itself where it is no larger."""
+    h, w = img.shape[:2]
+    if max(h, w) <= side:
+        return img
+    scale = side / max(h, w)
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def product_mask(img: np.ndarray) -> np.ndarray:

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import cv2
 import numpy as np
 
 from bbox.box import BoundingBox
 from bbox.predict import BoxPrediction
-from bbox.segment import product_box
+from bbox.segment import product_box, shrunk
 from ranking.backbone import weights_fingerprint
 from ranking.colour import COLOUR_DIM, COLOUR_VERSION, colour_descriptors
 from ranking.features import Embedder, backbone_pixels
@@ -318,15 +317,6 @@ def second_look(
     if search.zoom_below <= 0 or closer is None or not predictions:
         return predictions
     return closer(images, predictions, search.zoom_below, search.zoom_window)
-
-
-def shrunk(image: np.ndarray, side: int) -> np.ndarray:
-    """``image`` at most ``side`` pixels on its long side (area filter); as it is where it is no larger."""
-    h, w = image.shape[:2]
-    if max(h, w) <= side:
-        return image
-    scale = side / max(h, w)
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def mean_rows(vectors: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
