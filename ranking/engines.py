@@ -4,8 +4,8 @@ On two CPU cores ONNX Runtime runs EfficientNet-Lite2 about four times faster th
 is exported once from the very module torch runs, for images of one fixed size (TF-"same" padding is baked in at
 export time, so a graph exported for 260 px must never see another size) and any number of them, and cached on
 disk by a key of the weights and size. A query's three crops and a catalogue batch each go through in one run
-where the graph allows it (``batch_free``): a run of three took 6-9 % less a picture than three runs of one, a run
-of sixteen 9-13 % less (docs/benchmarks.md, session 13).
+(``batch_free``; the crop graph too): a run of three took 6-9 % less a picture than three runs of one, a run of
+sixteen 9-13 % less (docs/benchmarks.md, session 13).
 
 A cached graph is opened without importing torch: that is what lets a fresh ``tiefwatch search`` process
 answer in about a second instead of spending five seconds importing torch and timm. The module is therefore
@@ -200,22 +200,37 @@ def batch_free(static: Path, work: Path) -> bytes | None:
     reference = ort.InferenceSession(str(static), options, providers=["CPUExecutionProvider"])
     model = onnx.load(str(folded))
     constants = {tensor.name: tensor for tensor in model.graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {
+        value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim]
+        for value in [*inferred.value_info, *inferred.input]
+    }
     for node in model.graph.node:
-        if node.op_type != "Reshape":
-            continue
-        shape = constants.get(node.input[1])
-        if shape is None:
-            return None  # a shape computed at run time: leave the graph as exported
-        values = numpy_helper.to_array(shape).copy()
-        if len(values) and values[0] == 1:
-            values[0] = 0  # 0 copies the input's dimension: the batch, whatever its size
-            shape.CopyFrom(numpy_helper.from_array(values, shape.name))
+        if node.op_type == "Reshape":
+            shape = constants.get(node.input[1])
+            if shape is None:
+                return None  # a shape computed at run time: leave the graph as exported
+            values = numpy_helper.to_array(shape).copy()
+            if len(values) and values[0] == 1:
+                values[0] = 0  # 0 copies the input's dimension: the batch, whatever its size
+                shape.CopyFrom(numpy_helper.from_array(values, shape.name))
+        elif node.op_type == "Resize" and len(node.input) > 3 and node.input[3]:
+            # Sizes name a batch of one (the crop head's upsampling); the same sizes as scales hold for any batch.
+            sizes, source = constants.get(node.input[3]), shapes.get(node.input[0])
+            if sizes is None or not source or 0 in source:
+                return None
+            scales = (numpy_helper.to_array(sizes) / np.asarray(source, np.float64)).astype(np.float32)
+            name = f"{node.input[3]}/as_scales"
+            model.graph.initializer.append(numpy_helper.from_array(scales, name))
+            node.input[2], node.input[3] = name, ""
     for value in [model.graph.input[0], *model.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     del model.graph.value_info[:]  # shapes inferred for one picture
     data = model.SerializeToString()
+    quiet = ort.SessionOptions()
+    quiet.log_severity_level = 3  # the sizes a Resize no longer reads are dropped with a warning
     try:
-        batched = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        batched = ort.InferenceSession(data, quiet, providers=["CPUExecutionProvider"])
         name = reference.get_inputs()[0].name
         pictures = np.random.default_rng(0).normal(size=(2, *reference.get_inputs()[0].shape[1:])).astype(np.float32)
         together = batched.run(None, {name: pictures})

@@ -63,7 +63,7 @@ def _space_to_depth_net() -> torch.nn.Module:
 
 
 def _fixed_size_resize_net() -> torch.nn.Module:
-    """Upsampling to a fixed size: exported as a Resize whose sizes name a batch of one."""
+    """Upsampling to a fixed size (the crop head's): exported as a Resize whose sizes name a batch of one."""
     import torch
 
     class Net(torch.nn.Module):
@@ -79,13 +79,34 @@ def _fixed_size_resize_net() -> torch.nn.Module:
     return Net().eval()
 
 
-@pytest.mark.parametrize(("factory", "batch_free"), [(_space_to_depth_net, True), (_fixed_size_resize_net, False)])
+def _batch_mixing_net() -> torch.nn.Module:
+    """Adds a picture of its own to the batch: two pictures at once are not two runs of one."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+            self.extra = torch.nn.Parameter(torch.randn(1, 2, 16, 16))
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.conv(images), self.extra], dim=0)
+
+    return Net().eval()
+
+
+@pytest.mark.parametrize(
+    ("factory", "batch_free"),
+    [(_space_to_depth_net, True), (_fixed_size_resize_net, True), (_batch_mixing_net, False)],
+)
 def test_onnx_graphs_take_a_batch_where_that_computes_the_same_and_one_picture_otherwise(
     tmp_path, factory, batch_free: bool
 ) -> None:
     """A query's crops and a catalogue batch go through in one run where the graph allows (a reshape that carries
-    the batch is rewritten to copy it); a graph whose sizes name one picture (the crop head's upsampling) is run a
-    picture at a time. Either way the engine returns what torch computes, for any number of pictures."""
+    the batch is rewritten to copy it, an upsampling to fixed sizes to scale by the same factors); a graph that
+    mixes pictures is run a picture at a time. Either way the engine returns, for any number of pictures, what
+    torch computes for each picture alone."""
     import torch
 
     from ranking.engines import RUN_BATCH, OnnxEngine
@@ -95,7 +116,7 @@ def test_onnx_graphs_take_a_batch_where_that_computes_the_same_and_one_picture_o
     assert engine.run_batch == (RUN_BATCH if batch_free else 1)
     pictures = np.random.default_rng(1).normal(size=(RUN_BATCH + 3, 3, 16, 16)).astype(np.float32)
     with torch.inference_mode():
-        expected = module(torch.from_numpy(pictures)).numpy()
+        expected = np.concatenate([module(torch.from_numpy(pictures[i : i + 1])).numpy() for i in range(len(pictures))])
     (got,) = engine(pictures)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
