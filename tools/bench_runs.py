@@ -30,14 +30,14 @@ sys.path.insert(0, str(ROOT))
 from bbox.conditions import CONDITIONS, condition_params  # noqa: E402
 from bbox.scenery import builtin_backgrounds  # noqa: E402
 from bbox.synth import PhotoSimulator  # noqa: E402
-from tiefwatch.evaluation import is_holdout  # noqa: E402
+from tiefwatch.evaluation import is_holdout, recall_at  # noqa: E402
 from tiefwatch.images import load_image  # noqa: E402
 from tiefwatch.index import CatalogIndex  # noqa: E402
 from tiefwatch.pipeline import Pipeline, mean_rows  # noqa: E402
 from tiefwatch.progress import progress_bar  # noqa: E402
 from tiefwatch.search import Searcher  # noqa: E402
 from tiefwatch.workspace import Workspace  # noqa: E402
-from tools.bench_conditions import condition_seed  # noqa: E402
+from tools.bench_conditions import condition_seed, ranks_by_vectors  # noqa: E402
 from tools.benchdoc import machine_line, write_section  # noqa: E402
 
 CHUNK = 8  # photos simulated and cut together (12 MP frames)
@@ -68,9 +68,8 @@ def query_vectors(pipeline: Pipeline, images: list[np.ndarray]) -> dict[str, np.
 
 
 def recall(queries: np.ndarray, catalogue: np.ndarray, truth: np.ndarray, k: int) -> float:
-    scores = queries @ catalogue.T
-    rank = (scores > scores[np.arange(len(truth)), truth][:, None]).sum(axis=1)
-    return float((rank < k).mean())
+    """Recall@k by exact cosine, ranked as the conditions benchmark ranks its whole-photo and true-box rows."""
+    return recall_at(ranks_by_vectors(catalogue, queries, [int(t) for t in truth], depth=k), k)
 
 
 def main(argv: list[str] | None = None) -> int:
