@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Training renders 12 MP conditions at this long side at most: the networks see a few hundred pixels.
+TRAINING_SCENE_SIDE = 1024
+
 # What the crop model and the training views see (bbox.conditions names each): every condition, the standard
 # envelope still the largest part.
 TRAINING_MIX: dict[str, float] = {
@@ -34,4 +37,4 @@ class BoxTrainSettings:
     # Photo conditions the scenes are drawn from, by weight (bbox.conditions): the crop must find a watch that fills
     # or overflows the frame, a small one across the room, one on a wrist or under a lamp. {} = the standard scene.
     conditions: dict[str, float] = field(default_factory=lambda: dict(TRAINING_MIX))
-    scene_long_side_cap: int = 1024  # 12 MP conditions rendered at this long side: the network sees 256 px
+    scene_long_side_cap: int = TRAINING_SCENE_SIDE

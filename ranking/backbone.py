@@ -93,6 +93,19 @@ def _digest_of(path: Path, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def tuned_stage_count(weights: str | Path | None, block_count: int) -> int:
+    """How many of a backbone's last ``block_count`` stages the ``weights`` file replaces (0 for ImageNet): a tail
+    tuned on from it must save those stages too, since a tuned file is laid over the ImageNet weights."""
+    import torch
+
+    path = resolve_weights(weights)
+    if path is None:
+        return 0
+    keys = torch.load(path, map_location="cpu", weights_only=True).keys()
+    firsts = [int(key.split(".")[1]) for key in keys if key.startswith("blocks.")]
+    return block_count - min(firsts) if firsts else 0
+
+
 def weights_fingerprint(name: str, weights: str | Path | None = None) -> str:
     """A short hash of the weights file(s), stored with every index so a swapped or re-tuned backbone is
     detected. Plain file hashing: the torch-free search path checks it too."""

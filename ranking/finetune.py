@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ranking.backbone import tuned_stage_count
 from ranking.losses import info_nce
 from ranking.settings import TailTrainSettings
 
@@ -122,9 +124,12 @@ def tail_vectors(tail: nn.Module, maps: np.ndarray, gem_p: float = 3.0, device: 
     return np.concatenate(out).astype(np.float32)
 
 
-def tail_state_dict(model: nn.Module, stages: int) -> dict[str, torch.Tensor]:
+def tail_state_dict(model: nn.Module, stages: int, start_weights: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The tensors :func:`split_backbone` tunes (last ``stages`` blocks, head conv and norm), copied, under the
-    full model's keys: ``create_backbone(weights=...)`` loads them over the packaged weights."""
+    full model's keys: ``create_backbone(weights=...)`` loads them over the packaged ImageNet weights. With the
+    ``start_weights`` the model was created from, the earlier stages those had tuned are kept too (one stage tuned
+    on from the packaged two-stage tail must not fall back to ImageNet's second-last stage)."""
+    stages = max(stages, tuned_stage_count(start_weights, len(model.blocks)))
     first = len(model.blocks) - stages
     prefixes = (*(f"blocks.{i}." for i in range(first, len(model.blocks))), "conv_head.", "bn2.")
     return {key: value.detach().cpu().clone() for key, value in model.state_dict().items() if key.startswith(prefixes)}

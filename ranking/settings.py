@@ -67,6 +67,8 @@ class TailTrainSettings:
     stages: int = 2  # last backbone stages tuned, with the head conv
     views: int = 4  # photo-like shots of each catalogue watch
     jitter: float = 0.1  # crop error the views are cut with (share of the box)
+    # The photo conditions the views are drawn from, by weight (bbox.conditions); {} = the standard scene only.
+    conditions: dict[str, float] = field(default_factory=dict)
     epochs: int = 8
     batch_size: int = 256
     lr: float = 2e-4

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bbox.settings import BoxTrainSettings
+from bbox.settings import TRAINING_MIX, BoxTrainSettings
 from ranking.settings import ProjectionTrainSettings, TailTrainSettings, TripletTrainSettings
 from tiefwatch.storage import write_text_atomic
 
@@ -160,7 +160,8 @@ class Config:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     train_triplets: TripletTrainSettings = field(default_factory=TripletTrainSettings)
     train_invariance: ProjectionTrainSettings = field(default_factory=ProjectionTrainSettings)
-    train_tail: TailTrainSettings = field(default_factory=TailTrainSettings)
+    # The tail learns from views of every photo condition, as the packaged tail's last stage did (make photo-backbone).
+    train_tail: TailTrainSettings = field(default_factory=lambda: TailTrainSettings(conditions=dict(TRAINING_MIX)))
     search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
 

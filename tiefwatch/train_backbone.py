@@ -53,10 +53,13 @@ def train_backbone_tail(
     catalogue photos. ``check_fraction`` of the watches (at least one) is held out to report recall@1 before and
     after; 0 tunes every watch, as a shop wants once it trusts the recipe, and reports none. ``exclude`` names
     catalogue files never used (benchmark queries). Starts from the configured ``backbone.weights``."""
+    from bbox.conditions import ConditionSimulator
+    from bbox.settings import TRAINING_SCENE_SIDE
     from bbox.synth import PhotoSimulator
-    from ranking.backbone import create_backbone, get_spec, resolve_device
+    from ranking.backbone import create_backbone, get_spec, resolve_device, weights_fingerprint
+    from ranking.engines import make_engine
     from ranking.features import backbone_pixels, to_network_input
-    from ranking.finetune import fit_tail, split_backbone, tail_state_dict, tail_vectors, trunk_maps
+    from ranking.finetune import fit_tail, split_backbone, tail_state_dict, tail_vectors
     from ranking.triplet_training import recall_at_1
     from tiefwatch.images import load_image
     from tiefwatch.progress import progress_bar
@@ -86,11 +89,20 @@ def train_backbone_tail(
     spec, size, light = get_spec(config.backbone.name), config.backbone.image_size, config.backbone.light_norm
     mean, inv_std = np.float32(spec.mean) * 255.0, 1.0 / (np.float32(spec.std) * 255.0)
 
-    def network_input(crops: list[np.ndarray]) -> np.ndarray:
-        """The embedder's preprocessing, without building an embedder around a model in training."""
-        return to_network_input(np.stack([backbone_pixels(c, size, light) for c in crops]), mean, inv_std)
+    # The frozen trunk runs where the embedder would (ONNX Runtime on a CPU: four times eager torch's speed there)
+    key = f"tail-trunk:{settings.stages}:{weights_fingerprint(config.backbone.name, base_weights)}"
+    run_trunk = make_engine(lambda: trunk, size, device, config.embed.engine, workspace.cache_dir, key)
 
-    simulator = PhotoSimulator(seed=settings.seed)
+    def trunk_maps(crops: list[np.ndarray]) -> np.ndarray:
+        """The trunk's output for crops, preprocessed as the embedder does, as float16 to halve the cache."""
+        pixels = to_network_input(np.stack([backbone_pixels(c, size, light) for c in crops]), mean, inv_std)
+        return run_trunk(pixels)[0].astype(np.float16)
+
+    simulator: PhotoSimulator | ConditionSimulator = PhotoSimulator(seed=settings.seed)
+    if settings.conditions:
+        simulator = ConditionSimulator(
+            weights=settings.conditions, seed=settings.seed, long_side_cap=TRAINING_SCENE_SIDE
+        )
     rng = np.random.default_rng(settings.seed)
     pad = config.crop.pad
     batch = max(1, config.embed.batch_size)
@@ -103,7 +115,7 @@ def train_backbone_tail(
     ) as advance:
         for start in range(0, len(index), batch):
             images = [load_image(index.path_of(i)) for i in range(start, min(start + batch, len(index)))]
-            catalog_maps.append(trunk_maps(trunk, network_input([catalogue_crop(im, pad) for im in images]), device))
+            catalog_maps.append(trunk_maps([catalogue_crop(im, pad) for im in images]))
             advance(len(images))
         for row in rows.tolist():
             pending += photo_view_crops(
@@ -111,11 +123,11 @@ def train_backbone_tail(
             )
             owners += [row] * settings.views
             if len(pending) >= batch:
-                view_maps.append(trunk_maps(trunk, network_input(pending), device))
+                view_maps.append(trunk_maps(pending))
                 advance(len(pending))
                 pending = []
         if pending:
-            view_maps.append(trunk_maps(trunk, network_input(pending), device))
+            view_maps.append(trunk_maps(pending))
             advance(len(pending))
     catalog = np.concatenate(catalog_maps)
     all_views, all_owners = np.concatenate(view_maps), np.asarray(owners, np.int64)
@@ -139,7 +151,8 @@ def train_backbone_tail(
     after = held_out_recall(tuned)
 
     weights_path = Path(out) if out else workspace.models_dir / "backbone.pt"
-    torch_save_atomic(tail_state_dict(model, settings.stages), weights_path)  # the tuned tail is ``model``'s
+    # the tuned tail is ``model``'s; stages the starting weights had tuned are kept with it
+    torch_save_atomic(tail_state_dict(model, settings.stages, base_weights), weights_path)
     tuned_config = copy.deepcopy(config)
     tuned_config.backbone.weights = str(weights_path.resolve())
     tuned_config.save(weights_path.with_suffix(".config.yaml"))

@@ -11,6 +11,7 @@ from ranking.backbone import (
     BackboneError,
     create_backbone,
     resolve_weights,
+    tuned_stage_count,
     weights_fingerprint,
 )
 from ranking.features import Embedder
@@ -75,6 +76,21 @@ def test_tuned_tail_saves_and_loads_over_the_packaged_weights(tmp_path: Path) ->
         assert torch.allclose(loaded.forward_features(x), model.forward_features(x), atol=1e-5)
     assert weights_fingerprint("efficientnet_lite2", path) != weights_fingerprint("efficientnet_lite2")
     assert weights_fingerprint("efficientnet_lite2", "imagenet") == weights_fingerprint("efficientnet_lite2")
+
+
+def test_one_stage_tuned_on_from_the_packaged_tail_keeps_its_second_last_stage(tmp_path: Path) -> None:
+    model = create_backbone(weights="photo")
+    _, tail = split_backbone(model, 1)
+    with torch.no_grad():
+        tail[-2].weight.mul_(1.5)  # the head conv, "tuned" on from the packaged tail
+    path = tmp_path / "backbone.pt"
+    torch.save(tail_state_dict(model, 1, "photo"), path)
+    assert any(k.startswith("blocks.5.") for k in torch.load(path, weights_only=True))
+    loaded = create_backbone(weights=path)
+    x = torch.from_numpy(_batch([draw_watch(5)]))
+    with torch.inference_mode():  # the whole tuned network, not the tuned stage over ImageNet's blocks.5
+        assert torch.allclose(loaded.forward_features(x), model.forward_features(x), atol=1e-5)
+    assert tuned_stage_count("photo", len(model.blocks)) == 2 and tuned_stage_count("imagenet", 7) == 0
 
 
 def test_weights_names_resolve_and_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
