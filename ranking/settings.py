@@ -19,6 +19,9 @@ class TripletTrainSettings:
     output_dim: int = 256
     val_fraction: float = 0.2  # anchors held out (the caller splits; ``split_by_anchor``)
     views: int = 0  # photo-like shots of each training anchor also used as its anchor (tiefwatch train-triplets)
+    # The photo conditions those shots and the identity check's are drawn from, by weight (bbox.conditions);
+    # {} = the standard scene only.
+    view_conditions: dict[str, float] = field(default_factory=dict)
     # The re-ranking score is raw_weight * raw cosine + (1 - raw_weight) * learned cosine. What people judge alike
     # is not the same watch: learned-only re-ranking let look-alikes overtake the exact watch (R@1 0.21 -> 0.13 on
     # the dev benchmark), 0.6 keeps it first (0.22) at no cost to judged-triplet accuracy (benchmarks.md).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -189,6 +189,7 @@ def train_triplets(
                 settings.seed + 1,
                 verbose,
                 keep=(config.rerank.keep_nearest, config.rerank.keep_within),  # ordered as the search orders
+                conditions=settings.view_conditions,
             )
         shots = (inputs[len(index) :], view_owners) if settings.attribute_shots else None
         from tiefwatch.models import with_query_expansion
@@ -344,14 +345,16 @@ class IdentityCheck:
         seed: int,
         show_progress: bool = True,
         keep: tuple[int, int] = (0, 0),
+        conditions: Mapping[str, float] | None = None,
     ) -> IdentityCheck:
         """``count`` watches drawn from ``pool``, avoiding ``busy`` rows (anchors, labelled) while others remain;
-        ``keep``: ``rerank.keep_nearest`` and ``keep_within``, for ranking the shots as a search does."""
+        ``keep``: ``rerank.keep_nearest`` and ``keep_within``, for ranking the shots as a search does;
+        ``conditions``: the photo conditions the shots are drawn from (none: the standard scene)."""
         rng = np.random.default_rng(seed)
         free = np.setdiff1d(pool, busy)
         source = free if len(free) else np.asarray(pool, np.int64)
         rows = np.sort(rng.choice(source, size=min(count, len(source)), replace=False))
-        vectors, owners, colours = simulated_view_vectors(index, rows, 1, pipeline, seed, show_progress)
+        vectors, owners, colours = simulated_view_vectors(index, rows, 1, pipeline, seed, show_progress, conditions)
         _, candidates = index.search(vectors, top_k)
         return cls(vectors, owners, candidates, keep, colours)
 
@@ -403,7 +406,7 @@ def with_photo_anchors(
     pipeline = _query_pipeline(config, workspace)
     anchors = np.unique(train[:, 0])
     view_vecs, owners, view_colours = simulated_view_vectors(
-        index, anchors, views, pipeline, config.seed, show_progress
+        index, anchors, views, pipeline, config.seed, show_progress, config.train_triplets.view_conditions
     )
     offset = len(index)
     views_of: dict[int, list[int]] = {}
@@ -440,14 +443,20 @@ def simulated_view_vectors(
     pipeline: Any,
     seed: int,
     show_progress: bool = True,
+    conditions: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``views`` photo-like shots of each catalogue row, framed and embedded exactly as a query would be:
-    (vectors, owners, colour descriptors)."""
+    (vectors, owners, colour descriptors). ``conditions`` draws each shot's photo condition by weight (none: the
+    standard scene)."""
+    from bbox.conditions import ConditionSimulator
+    from bbox.settings import TRAINING_SCENE_SIDE
     from bbox.synth import PhotoSimulator
     from tiefwatch.images import load_image
     from tiefwatch.progress import progress_bar
 
-    simulator = PhotoSimulator(seed=seed)
+    simulator: PhotoSimulator | ConditionSimulator = PhotoSimulator(seed=seed)
+    if conditions:
+        simulator = ConditionSimulator(weights=conditions, seed=seed, long_side_cap=TRAINING_SCENE_SIDE)
     rng = np.random.default_rng(seed)
     vectors, owners, colours = [], [], []
     pending: list[np.ndarray] = []

@@ -87,6 +87,29 @@ def test_photo_views_add_photo_anchored_and_identity_triplets(drawn_workspace, t
     assert meta["photo_views"] == 1
 
 
+def test_photo_anchors_are_shot_in_the_configured_conditions(
+    drawn_workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bbox.conditions import ConditionSimulator
+
+    workspace, csv_path, _ = drawn_workspace
+    drawn: list[str] = []
+    real = ConditionSimulator.__call__
+
+    def spy(self, *args, **kwargs):
+        scene = real(self, *args, **kwargs)
+        drawn.append(scene.params["condition"])
+        return scene
+
+    monkeypatch.setattr(ConditionSimulator, "__call__", spy)
+    config = workspace.load_config(overrides=["train_triplets.view_conditions={far: 1, lamp: 1}"])
+    train_triplets(csv_path, workspace, config, epochs=1, verbose=False, out=tmp_path / "shots.pt", views=1)
+    assert drawn and set(drawn) == {"far", "lamp"}  # one shot per anchor, each from the mix
+    drawn.clear()
+    train_triplets(csv_path, workspace, epochs=1, verbose=False, out=tmp_path / "standard.pt", views=1)
+    assert not drawn  # the default: the standard scene
+
+
 def test_packaged_model_serves_a_fresh_workspace_only_where_it_fits(
     drawn_workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
