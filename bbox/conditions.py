@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bbox.settings import TRAINING_MIX
+from bbox.settings import TRAINING_MIX, TRAINING_SCENE_SIDE
 from bbox.synth import PhotoSimulator, Scene, SceneParams
 
 __all__ = ["CONDITIONS", "DESCRIPTIONS", "TRAINING_MIX", "ConditionSimulator", "condition_params"]
@@ -119,3 +119,16 @@ class ConditionSimulator:
         scene = self.simulators[pick](catalog_img, rng, mask=mask)
         scene.params["condition"] = self.names[pick]
         return scene
+
+
+def scene_simulator(
+    conditions: Mapping[str, float] | None,
+    seed: int | None = None,
+    long_side_cap: int | None = TRAINING_SCENE_SIDE,
+    backgrounds: Sequence[np.ndarray] | None = None,
+) -> PhotoSimulator | ConditionSimulator:
+    """The simulator a setting such as ``index.view_conditions`` names: the standard scene for none ({}), else each
+    scene's condition drawn by weight (frames no larger than ``long_side_cap``)."""
+    if not conditions:
+        return PhotoSimulator(backgrounds, seed=seed)
+    return ConditionSimulator(backgrounds, conditions, seed, long_side_cap)

@@ -156,13 +156,9 @@ class Pipeline:
     def _view_simulator(self) -> PhotoSimulator | ConditionSimulator:
         # Procedural clutter only: the photo backgrounds bundled for crop training and the benchmarks' queries
         # stay out of the index, so a benchmark query never meets its own background there.
-        from bbox.conditions import ConditionSimulator
-        from bbox.synth import PhotoSimulator
+        from bbox.conditions import scene_simulator
 
-        conditions = self.config.index.view_conditions
-        if conditions:
-            return ConditionSimulator(backgrounds=[], weights=conditions, long_side_cap=VIEW_LONG_SIDE)
-        return PhotoSimulator(backgrounds=[])
+        return scene_simulator(self.config.index.view_conditions, long_side_cap=VIEW_LONG_SIDE, backgrounds=[])
 
     def catalogue_views(self, image: np.ndarray, key: str) -> list[np.ndarray]:
         """``catalogue_view_count`` simulated phone photos of one catalogue photo, each cut around a slightly

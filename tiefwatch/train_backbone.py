@@ -53,9 +53,7 @@ def train_backbone_tail(
     catalogue photos. ``check_fraction`` of the watches (at least one) is held out to report recall@1 before and
     after; 0 tunes every watch, as a shop wants once it trusts the recipe, and reports none. ``exclude`` names
     catalogue files never used (benchmark queries). Starts from the configured ``backbone.weights``."""
-    from bbox.conditions import ConditionSimulator
-    from bbox.settings import TRAINING_SCENE_SIDE
-    from bbox.synth import PhotoSimulator
+    from bbox.conditions import scene_simulator
     from ranking.backbone import create_backbone, get_spec, resolve_device, weights_fingerprint
     from ranking.engines import make_engine
     from ranking.features import backbone_pixels, to_network_input
@@ -98,11 +96,7 @@ def train_backbone_tail(
         pixels = to_network_input(np.stack([backbone_pixels(c, size, light) for c in crops]), mean, inv_std)
         return run_trunk(pixels)[0].astype(np.float16)
 
-    simulator: PhotoSimulator | ConditionSimulator = PhotoSimulator(seed=settings.seed)
-    if settings.conditions:
-        simulator = ConditionSimulator(
-            weights=settings.conditions, seed=settings.seed, long_side_cap=TRAINING_SCENE_SIDE
-        )
+    simulator = scene_simulator(settings.conditions, settings.seed)
     rng = np.random.default_rng(settings.seed)
     pad = config.crop.pad
     batch = max(1, config.embed.batch_size)

@@ -448,15 +448,11 @@ def simulated_view_vectors(
     """``views`` photo-like shots of each catalogue row, framed and embedded exactly as a query would be:
     (vectors, owners, colour descriptors). ``conditions`` draws each shot's photo condition by weight (none: the
     standard scene)."""
-    from bbox.conditions import ConditionSimulator
-    from bbox.settings import TRAINING_SCENE_SIDE
-    from bbox.synth import PhotoSimulator
+    from bbox.conditions import scene_simulator
     from tiefwatch.images import load_image
     from tiefwatch.progress import progress_bar
 
-    simulator: PhotoSimulator | ConditionSimulator = PhotoSimulator(seed=seed)
-    if conditions:
-        simulator = ConditionSimulator(weights=conditions, seed=seed, long_side_cap=TRAINING_SCENE_SIDE)
+    simulator = scene_simulator(conditions, seed)
     rng = np.random.default_rng(seed)
     vectors, owners, colours = [], [], []
     pending: list[np.ndarray] = []

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bbox.conditions import CONDITIONS, ConditionSimulator, condition_params  # noqa: E402
+from bbox.conditions import CONDITIONS, condition_params, scene_simulator  # noqa: E402
 from bbox.settings import TRAINING_MIX, TRAINING_SCENE_SIDE  # noqa: E402
 from bbox.synth import PhotoSimulator  # noqa: E402
 from ranking.features import backbone_pixels, to_network_input  # noqa: E402
@@ -71,10 +71,7 @@ def _views_of(job: tuple) -> tuple[np.ndarray, list[int]]:
     import cv2
 
     cv2.setNumThreads(1)  # one process a core already
-    if conditions:
-        simulator = ConditionSimulator(weights=conditions, seed=seed, long_side_cap=TRAINING_SCENE_SIDE)
-    else:
-        simulator = PhotoSimulator(seed=seed)
+    simulator = scene_simulator(conditions, seed)
     rng = np.random.default_rng([seed, first_row])
     crops, owners = [], []
     for offset, path in enumerate(paths):

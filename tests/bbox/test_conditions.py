@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bbox.box import BoundingBox
-from bbox.conditions import CONDITIONS, ConditionSimulator, condition_params
+from bbox.conditions import CONDITIONS, ConditionSimulator, condition_params, scene_simulator
 from bbox.synth import ILLUMINANT_GAINS, PhotoSimulator, SceneParams, tilted
 
 
@@ -139,3 +139,11 @@ def test_condition_simulator_mixes_by_weight_and_names_each_scene() -> None:
     assert set(drawn) == {"far", "close-up"} and drawn["far"] > drawn["close-up"]
     with pytest.raises(ValueError):
         ConditionSimulator(backgrounds=[], weights={"far": 0.0})
+
+
+def test_scene_simulator_is_the_standard_scene_for_no_conditions_and_caps_the_others() -> None:
+    assert type(scene_simulator({}, backgrounds=[])) is PhotoSimulator
+    assert type(scene_simulator(None, backgrounds=[])) is PhotoSimulator
+    phone = scene_simulator({"phone": 1.0}, seed=0, long_side_cap=800, backgrounds=[])
+    scene = phone(draw_watch())
+    assert scene.params["condition"] == "phone" and max(scene.image.shape[:2]) == 800  # not 4,032
