@@ -303,9 +303,10 @@ def prepare_inputs(inputs: np.ndarray, colour: ColourScaling | None) -> np.ndarr
     return np.concatenate([raw, colour.apply(x[..., raw_dim:])], axis=-1).astype(np.float32)
 
 
-def keep_nearest_order(scores: np.ndarray, keep_nearest: int, within: int) -> np.ndarray:
+def keep_nearest_order(scores: np.ndarray, keep_nearest: int, within: int, pin_nearest: bool = False) -> np.ndarray:
     """Candidates, given nearest first as FAISS returns them, in order of ``scores`` (highest first), except that
-    the first ``keep_nearest`` of them all stay within the first ``within`` places.
+    the first ``keep_nearest`` of them all stay within the first ``within`` places, and with ``pin_nearest`` the
+    nearest of all takes the first place (``sure_of_nearest`` says when).
 
     Why: what people judge alike is not always the same watch, and a re-ranker trained on their judgement can push
     the exact watch off the first page (benchmarks.md, retrieval sections). This keeps the backbone's nearest
@@ -314,6 +315,8 @@ def keep_nearest_order(scores: np.ndarray, keep_nearest: int, within: int) -> np
     ``within - keep_nearest`` (5 within 10), the first ``within - keep_nearest`` places are the re-ranker's alone.
     """
     order = np.argsort(-np.asarray(scores), kind="stable")
+    if pin_nearest and len(order):
+        order = np.concatenate([[0], order[order != 0]])
     page = min(within, len(order))
     keep = min(keep_nearest, page)
     if keep <= 0:
@@ -326,3 +329,14 @@ def keep_nearest_order(scores: np.ndarray, keep_nearest: int, within: int) -> np
     displaced = head[others[len(others) - len(missing) :]]  # the page's last re-ranked picks make room
     kept_head = head[~np.isin(head, displaced)]
     return np.concatenate([kept_head, missing, displaced, order[page:][order[page:] >= keep]])
+
+
+def sure_of_nearest(faiss_scores: np.ndarray, margin: float) -> bool:
+    """Whether the backbone's nearest candidate is closer to the query than the next by at least ``margin`` of
+    cosine (candidates nearest first, as FAISS returns them; ``margin`` 0 = never).
+
+    Why: a photo of a watch the shop has usually lies much closer to that watch's catalogue photo than to any other,
+    and there the exact watch is what the person wants first; the re-ranker, trained on what people judge alike,
+    sometimes put a look-alike above it (benchmarks.md, retrieval and conditions sections)."""
+    scores = np.asarray(faiss_scores, np.float32)
+    return margin > 0 and len(scores) > 1 and float(scores[0] - scores[1]) >= margin

@@ -123,6 +123,12 @@ class RerankConfig:
     # the re-ranker alone; 0 = plain re-ranked order.
     keep_nearest: int = 5
     keep_within: int = 10
+    # Where the backbone's nearest catalogue photo is closer to the query than the next by at least this cosine, it
+    # stays first (ranking.rerank.sure_of_nearest): the re-ranker, trained on what people judge alike, put a
+    # look-alike above the exact watch for 5 % of held-out photos. 0.02 keeps 4 of those 5 points of recall@1 and
+    # leaves the re-ranker's first pick for 37 % of photos of watches the shop lacks (benchmarks.md, session 15).
+    # 0 = the re-ranker's order.
+    pin_margin: float = 0.02
     # The query is widened by its closest candidates in the re-ranker's space before the final ordering (alpha query
     # expansion; ranking.rerank.expand_query; the raw cosine's share stays the query's own): a phone photo's colours
     # are less sure than a catalogue photo's, and its closest catalogue photo (usually the watch itself) describes it

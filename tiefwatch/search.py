@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ranking.rerank import keep_nearest_order
+from ranking.rerank import keep_nearest_order, sure_of_nearest
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, load_image
 from tiefwatch.index import CatalogIndex, CatalogIndexError
@@ -214,9 +214,12 @@ class Searcher:
             if reranker is not None and len(row_ids):
                 final = self.rerank_scores(vector, colour, row_ids)
                 keep = self.config.rerank
-                order = keep_nearest_order(final, keep.keep_nearest, keep.keep_within)
+                pin = sure_of_nearest(row_scores, keep.pin_margin)
+                order = keep_nearest_order(final, keep.keep_nearest, keep.keep_within, pin_nearest=pin)
                 plain = np.argsort(-final, kind="stable")
                 kept = set(order[: keep.keep_within].tolist()) - set(plain[: keep.keep_within].tolist())
+                if pin and plain[0] != 0:  # first by the backbone's word, not by its score
+                    kept.add(0)
             paths = [str(self.index.path_of(int(row_ids[i]))) for i in order[:k]]
             hits = [
                 Hit(rank + 1, path, float(final[i]), float(row_scores[i]), i in kept, int(row_ids[i]))

@@ -18,7 +18,7 @@ import torch
 
 from ranking.attributes import choose_attribute_blend, fit_with_shots
 from ranking.colour import ColourScaling
-from ranking.rerank import SimilarityReranker, join_colours, keep_nearest_order, prepare_inputs
+from ranking.rerank import SimilarityReranker, join_colours, keep_nearest_order, prepare_inputs, sure_of_nearest
 from ranking.settings import TripletTrainSettings
 from ranking.similarity import SimilarityNet, colour_state, from_checkpoint, to_checkpoint
 from ranking.triplet_training import TripletEpochReport, fit_triplets, split_by_anchor
@@ -189,6 +189,7 @@ def train_triplets(
                 settings.seed + 1,
                 verbose,
                 keep=(config.rerank.keep_nearest, config.rerank.keep_within),  # ordered as the search orders
+                pin_margin=config.rerank.pin_margin,
                 conditions=settings.view_conditions,
             )
         shots = (inputs[len(index) :], view_owners) if settings.attribute_shots else None
@@ -332,6 +333,8 @@ class IdentityCheck:
     candidates: np.ndarray  # (n, K) FAISS candidates, -1 padded
     keep: tuple[int, int] = (0, 0)  # the search's rerank.keep_nearest and keep_within (ranking.rerank)
     colours: np.ndarray | None = None  # (n, C) the shots' colour descriptors, where the pipeline makes them
+    nearest: np.ndarray | None = None  # (n, K) the candidates' FAISS scores, for the search's rerank.pin_margin
+    pin_margin: float = 0.0
 
     @classmethod
     def shoot(
@@ -346,17 +349,19 @@ class IdentityCheck:
         show_progress: bool = True,
         keep: tuple[int, int] = (0, 0),
         conditions: Mapping[str, float] | None = None,
+        pin_margin: float = 0.0,
     ) -> IdentityCheck:
         """``count`` watches drawn from ``pool``, avoiding ``busy`` rows (anchors, labelled) while others remain;
         ``keep``: ``rerank.keep_nearest`` and ``keep_within``, for ranking the shots as a search does;
-        ``conditions``: the photo conditions the shots are drawn from (none: the standard scene)."""
+        ``conditions``: the photo conditions the shots are drawn from (none: the standard scene); ``pin_margin``:
+        ``rerank.pin_margin``."""
         rng = np.random.default_rng(seed)
         free = np.setdiff1d(pool, busy)
         source = free if len(free) else np.asarray(pool, np.int64)
         rows = np.sort(rng.choice(source, size=min(count, len(source)), replace=False))
         vectors, owners, colours = simulated_view_vectors(index, rows, 1, pipeline, seed, show_progress, conditions)
-        _, candidates = index.search(vectors, top_k)
-        return cls(vectors, owners, candidates, keep, colours)
+        nearest, candidates = index.search(vectors, top_k)
+        return cls(vectors, owners, candidates, keep, colours, nearest, pin_margin)
 
     def recall(
         self,
@@ -369,11 +374,14 @@ class IdentityCheck:
         (``SimilarityReranker.inputs``) makes the shots' rows likewise from their vectors and colours."""
         queries = self.vectors if inputs is None else inputs(self.vectors, self.colours)
         hits = dict.fromkeys(self.KS, 0)
-        for vector, owner, rows in zip(queries, self.owners, self.candidates, strict=True):
-            rows = rows[rows >= 0]
+        nearest = self.candidates * 0.0 if self.nearest is None else self.nearest
+        for vector, owner, rows, near in zip(queries, self.owners, self.candidates, nearest, strict=True):
+            valid = rows >= 0
+            rows = rows[valid]
             if not len(rows):
                 continue
-            ranked = rows[keep_nearest_order(score(vector, catalog[rows]), *self.keep)]  # as a search does
+            pin = sure_of_nearest(near[valid], self.pin_margin)
+            ranked = rows[keep_nearest_order(score(vector, catalog[rows]), *self.keep, pin_nearest=pin)]  # as searched
             place = np.flatnonzero(ranked == owner)
             for k in self.KS:
                 hits[k] += bool(len(place)) and int(place[0]) < k

@@ -156,14 +156,28 @@ def main(argv: list[str] | None = None) -> int:
         plain = Searcher(workspace, config, use_rerank=False).search_paths(query_paths, k=10, show_progress=False)
         plain_ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, plain, strict=True)]
         rows.append(recall_row(f"pipeline ({crop_stage}, FAISS order)", plain_ranks))
-        if config.rerank.keep_nearest > 0:  # the re-ranker's own order, without the nearest kept on the page
-            unkept_config = workspace.load_config(overrides=[*overrides, "rerank.keep_nearest=0"])
-            unkept = Searcher(workspace, unkept_config).search_paths(query_paths, k=10, show_progress=False)
-            unkept_ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, unkept, strict=True)]
+
+        def ranks_with(*settings: str) -> list:
+            """The same queries searched with these settings changed."""
+            changed = Searcher(workspace, workspace.load_config(overrides=[*overrides, *settings]))
+            found = changed.search_paths(query_paths, k=10, show_progress=False)
+            return [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, found, strict=True)]
+
+        if config.rerank.keep_nearest > 0 or config.rerank.pin_margin > 0:  # the re-ranker's own order
+            unkept_ranks = ranks_with("rerank.keep_nearest=0", "rerank.pin_margin=0")
             rows.append(recall_row(f"pipeline ({crop_stage}, re-rank top-100, plain score order)", unkept_ranks))
+        if config.rerank.keep_nearest > 0 and config.rerank.pin_margin > 0:  # what the pin adds on its own
+            kept = f"FAISS top {config.rerank.keep_nearest} kept in the first {config.rerank.keep_within}"
+            rows.append(
+                recall_row(
+                    f"pipeline ({crop_stage}, re-rank top-100, {kept}, no pin)", ranks_with("rerank.pin_margin=0")
+                )
+            )
     stages = [crop_stage, "re-rank top-100" if searcher.reranker else "no re-rank"]
     if searcher.reranker is not None and config.rerank.keep_nearest > 0:
         stages.append(f"FAISS top {config.rerank.keep_nearest} kept in the first {config.rerank.keep_within}")
+    if searcher.reranker is not None and config.rerank.pin_margin > 0:
+        stages.append(f"FAISS nearest first where {config.rerank.pin_margin:g} closer than the next")
     rows.append(recall_row(f"pipeline as it stands ({', '.join(stages)})", ranks))
     crop_figures = crop_metrics(searcher, samples, results) if searcher.pipeline.cropper else None
     from tiefwatch.sheet import write_search_sheet

@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jitter", type=float, default=0.1)
     parser.add_argument(
+        "--seed", type=int, default=101, help="seed of the training views (a new one for another round of new views)"
+    )
+    parser.add_argument(
         "--variants", default="all:2",
         help="comma list of items:stages[:epochs], items all|train (epochs defaults to --epochs)",
     )  # fmt: skip
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     chunk = 25
     jobs = [
-        ([str(p) for p in paths[i : i + chunk]], i, 101, args.jitter, args.views, conditions, trunk_key, cache)
+        ([str(p) for p in paths[i : i + chunk]], i, args.seed, args.jitter, args.views, conditions, trunk_key, cache)
         for i in range(0, len(paths), chunk)
     ]
     query_jobs = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ranking.rerank import SimilarityReranker, expand_query, keep_nearest_order
+from ranking.rerank import SimilarityReranker, expand_query, keep_nearest_order, sure_of_nearest
 
 
 def test_nearest_candidates_pushed_off_the_page_take_its_last_places_in_re_ranked_order() -> None:
@@ -28,6 +28,25 @@ def test_the_re_rankers_top_is_untouched_and_the_nearest_always_land_on_the_page
 def test_order_is_plain_where_the_nearest_already_are_on_the_page_or_nothing_is_kept(keep: int, within: int) -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.05, 0.01])
     assert keep_nearest_order(scores, keep, within).tolist() == np.argsort(-scores, kind="stable").tolist()
+
+
+def test_a_pinned_nearest_goes_first_and_the_rest_keep_their_re_ranked_places() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        scores = rng.normal(size=int(rng.integers(1, 40)))
+        pinned = keep_nearest_order(scores, keep_nearest=5, within=10, pin_nearest=True)
+        unpinned = keep_nearest_order(scores, keep_nearest=5, within=10)
+        assert pinned[0] == 0
+        assert sorted(pinned.tolist()) == list(range(len(scores)))
+        assert pinned[1:].tolist() == [i for i in unpinned.tolist() if i != 0]
+        assert set(range(min(5, len(scores)))) <= set(pinned[:10].tolist())
+
+
+def test_the_nearest_is_sure_only_by_a_clear_margin_over_the_next() -> None:
+    assert sure_of_nearest(np.array([0.80, 0.70, 0.60]), margin=0.05)
+    assert not sure_of_nearest(np.array([0.80, 0.78, 0.60]), margin=0.05)
+    assert not sure_of_nearest(np.array([0.80, 0.10]), margin=0.0)  # 0: never
+    assert not sure_of_nearest(np.array([0.80]), margin=0.05)  # nothing to be surer than
 
 
 def test_query_expansion_leans_toward_the_closest_candidate_and_keeps_the_querys_length() -> None:
