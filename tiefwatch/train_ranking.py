@@ -374,7 +374,7 @@ class IdentityCheck:
         (``SimilarityReranker.inputs``) makes the shots' rows likewise from their vectors and colours."""
         queries = self.vectors if inputs is None else inputs(self.vectors, self.colours)
         hits = dict.fromkeys(self.KS, 0)
-        nearest = self.candidates * 0.0 if self.nearest is None else self.nearest
+        nearest = np.zeros(self.candidates.shape, np.float32) if self.nearest is None else self.nearest
         for vector, owner, rows, near in zip(queries, self.owners, self.candidates, nearest, strict=True):
             valid = rows >= 0
             rows = rows[valid]

@@ -153,15 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, results, strict=True)]
     crop_stage = "crop" if searcher.pipeline.cropper else "no crop"
     if searcher.reranker is not None:
-        plain = Searcher(workspace, config, use_rerank=False).search_paths(query_paths, k=10, show_progress=False)
-        plain_ranks = [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, plain, strict=True)]
-        rows.append(recall_row(f"pipeline ({crop_stage}, FAISS order)", plain_ranks))
 
         def ranks_with(*settings: str) -> list:
             """The same queries searched with these settings changed."""
             changed = Searcher(workspace, workspace.load_config(overrides=[*overrides, *settings]))
             found = changed.search_paths(query_paths, k=10, show_progress=False)
             return [rank_of(s.truth, [h.path for h in r.results]) for s, r in zip(samples, found, strict=True)]
+
+        rows.append(recall_row(f"pipeline ({crop_stage}, FAISS order)", ranks_with("rerank.enabled=false")))
 
         if config.rerank.keep_nearest > 0 or config.rerank.pin_margin > 0:  # the re-ranker's own order
             unkept_ranks = ranks_with("rerank.keep_nearest=0", "rerank.pin_margin=0")
