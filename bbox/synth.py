@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,9 @@ __all__ = ["PhotoSimulator", "Scene", "SceneParams", "simulate_photo"]
 
 
 # ============================================================================ scene parameters
+
+
+MAX_DRAWS = 8  # simulated photos drawn before a catalogue image is refused (one in tens of thousands needs a second)
 
 
 @dataclass
@@ -88,6 +92,12 @@ class SceneParams:
     sharpen_prob: float = 0.0  # phone processing: an unsharp mask after demosaicing
 
 
+def _geometry(info: dict[str, Any]) -> dict[str, Any]:
+    """The drawn sizes and angles of a scene, for a message."""
+    keys = ("width", "height", "watch_size", "watch_scale", "tilt_deg", "focal", "rotation_deg", "predicted_box")
+    return {key: info[key] for key in keys if key in info}
+
+
 @dataclass
 class Scene:
     """A simulated photo: ``image`` (RGB uint8), ``mask`` (HxW bool, pixels where the pasted watch's alpha
@@ -131,7 +141,6 @@ class PhotoSimulator:
         (e.g. a cached :func:`product_mask`) to skip the ~1 ms segmentation in training loops."""
         rng = self._rng if rng is None else rng
         catalog_img = as_rgb_u8(catalog_img)
-        p = self.params
         info: dict[str, Any] = {}
         if mask is None:
             segmentation = segment_product(catalog_img)
@@ -141,6 +150,19 @@ class PhotoSimulator:
             if product.shape != catalog_img.shape[:2] or not product.any():
                 raise ValueError("mask must be a non-empty HxW boolean array matching catalog_img")
 
+        # A draw can leave no pixel of the watch in the frame (a far, steeply tilted watch thinner than a pixel
+        # once warped): draw again, so every scene has a true box. Other draws use the rng as before.
+        for _draw in range(MAX_DRAWS):
+            scene = self._draw(catalog_img, product, rng, dict(info))
+            if scene is not None:
+                return scene
+        raise ValueError(f"no watch pixel in {MAX_DRAWS} simulated photos of one catalogue image: is its mask a speck?")
+
+    def _draw(
+        self, catalog_img: np.ndarray, product: np.ndarray, rng: np.random.Generator, info: dict[str, Any]
+    ) -> Scene | None:
+        """One simulated photo, or None where the warped watch covers no pixel."""
+        p = self.params
         aspect = p.aspect_ratios[int(rng.integers(len(p.aspect_ratios)))]
         long_side = int(rng.integers(p.long_side_range[0], p.long_side_range[1] + 1))
         if aspect[0] >= aspect[1]:
@@ -159,6 +181,9 @@ class PhotoSimulator:
         if on_wrist:
             _paint_arm(frame, placement, info["wrist_bend"], rng, info)
         pasted, glare = _paste_watch(frame, catalog_img, product, placement, p, rng, info)
+        if not pasted.any():
+            warnings.warn(f"simulated photo without a watch pixel, drawn again: {_geometry(info)}", stacklevel=3)
+            return None
         image = _camera(frame, p, rng, info, glare)
         return Scene(image=image, box=BoundingBox.from_mask(pasted), mask=pasted, params=info)
 

@@ -196,3 +196,28 @@ def test_real_catalogue_scenes(real_catalog_photos: list[np.ndarray]) -> None:
     simulator = PhotoSimulator(seed=0)
     for photo in real_catalog_photos[:4]:
         assert_scene_is_consistent(simulator(photo), simulator.params)
+
+
+def test_a_draw_without_a_watch_pixel_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bbox.synth
+
+    paste = bbox.synth._paste_watch
+    calls: list[int] = []
+
+    def empty_first(frame: np.ndarray, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray | None]:
+        mask, glare = paste(frame, *args, **kwargs)
+        calls.append(int(mask.sum()))
+        return (np.zeros_like(mask) if len(calls) == 1 else mask), glare
+
+    monkeypatch.setattr(bbox.synth, "_paste_watch", empty_first)
+    params = SceneParams()
+    with pytest.warns(UserWarning, match="without a watch pixel"):
+        scene = PhotoSimulator(params=params, seed=3)(draw_catalog_watch())
+    assert len(calls) == 2
+    assert_scene_is_consistent(scene, params)
+
+
+def test_a_watch_smaller_than_a_pixel_in_every_draw_is_refused() -> None:
+    params = quiet_params(watch_size_range=(0.0005, 0.0005))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no watch pixel"):
+        PhotoSimulator(params=params, seed=0)(draw_catalog_watch())
