@@ -83,6 +83,18 @@ class BoundingBox:
         y1 = min(max(self.y1, 0.0), h)
         return BoundingBox(x0, y0, x1, y1)
 
+    def spread_to_frame(self, w: float, h: float, within: float) -> BoundingBox:
+        """The box stretched edge to edge along each axis where it comes within ``within`` of its own size of both
+        frame edges (0: unchanged). A box that nearly spans a photo that way is a watch that fills it, and a crop
+        network's box a little inside the frame then cuts off the watch's own edges. An axis with background on
+        one side only is left alone: a watch near one edge is not one that fills the photo."""
+        x0, y0, x1, y1 = self.x0, self.y0, self.x1, self.y1
+        if within > 0 and x0 < within * self.width and w - x1 < within * self.width:
+            x0, x1 = 0.0, float(w)
+        if within > 0 and y0 < within * self.height and h - y1 < within * self.height:
+            y0, y1 = 0.0, float(h)
+        return BoundingBox(x0, y0, x1, y1)
+
     def scale(self, sx: float, sy: float | None = None) -> BoundingBox:
         """Scale coordinates, e.g. to follow an image resize by ``(new_w / w, new_h / h)``."""
         sy = sx if sy is None else sy

@@ -14,10 +14,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from bbox.box import BoundingBox
 from bbox.settings import TRAINING_MIX, TRAINING_SCENE_SIDE
 from bbox.synth import PhotoSimulator, Scene, SceneParams
 
-__all__ = ["CONDITIONS", "DESCRIPTIONS", "TRAINING_MIX", "ConditionSimulator", "condition_params"]
+__all__ = ["CONDITIONS", "DESCRIPTIONS", "TRAINING_MIX", "ConditionSimulator", "condition_params", "cut_to_watch"]
 
 _STANDARD = SceneParams()
 
@@ -132,3 +133,28 @@ def scene_simulator(
     if not conditions:
         return PhotoSimulator(backgrounds, seed=seed)
     return ConditionSimulator(backgrounds, conditions, seed, long_side_cap)
+
+
+def cut_to_watch(
+    scene: Scene, rng: np.random.Generator | None = None, margin: tuple[float, float] = (0.0, 0.0)
+) -> Scene:
+    """The photo a person takes with the watch filling the frame: ``scene`` cut to its watch's box, each side moved
+    out (or, where negative, into the watch) by a share of the box's size drawn from ``margin``.
+
+    No simulated condition frames a watch this tightly (a close-up keeps the camera's aspect and some background),
+    yet it is what a shop's user sends after cropping a photo, and the light around the watch is then gone too.
+    The cut scene's mask and box are the watch's inside the cut; ``params["cut"]`` is the cut in the old frame.
+    """
+    low, high = margin
+    if low > high:
+        raise ValueError(f"margin must be (low, high) with low <= high, got {margin}")
+    draw = (lambda: float(rng.uniform(low, high))) if rng is not None and high > low else (lambda: float(low))
+    box, (h, w) = scene.box, scene.mask.shape
+    x0 = int(np.clip(np.floor(box.x0 - draw() * box.width), 0, w - 1))
+    y0 = int(np.clip(np.floor(box.y0 - draw() * box.height), 0, h - 1))
+    x1 = int(np.clip(np.ceil(box.x1 + draw() * box.width), x0 + 1, w))
+    y1 = int(np.clip(np.ceil(box.y1 + draw() * box.height), y0 + 1, h))
+    mask = np.ascontiguousarray(scene.mask[y0:y1, x0:x1])
+    cut_box = BoundingBox.from_mask(mask) if mask.any() else BoundingBox(0, 0, x1 - x0, y1 - y0)
+    params = {**scene.params, "cut": [x0, y0, x1, y1]}
+    return Scene(np.ascontiguousarray(scene.image[y0:y1, x0:x1]), cut_box, mask, params)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -306,13 +306,19 @@ class Pipeline:
 def second_look(
     cropper: Cropper, images: Sequence[np.ndarray], predictions: list[BoxPrediction], search: SearchConfig
 ) -> list[BoxPrediction]:
-    """The crop network's second look at unsure query photos (``search.zoom_below``), where the cropper offers one
-    (``BoxPredictor.look_closer``). For query photos only (searches, ``tiefwatch crop``): never for catalogue
+    """The crop network's second look at query photos: unsure ones again zoomed (``search.zoom_below``), where the
+    cropper offers it (``BoxPredictor.look_closer``), then boxes that nearly span the photo stretched to its edges
+    (``search.fill_frame_within``). For query photos only (searches, ``tiefwatch crop``): never for catalogue
     photos, so the index does not depend on it."""
     closer = getattr(cropper, "look_closer", None)
-    if search.zoom_below <= 0 or closer is None or not predictions:
+    if search.zoom_below > 0 and closer is not None and predictions:
+        predictions = closer(images, predictions, search.zoom_below, search.zoom_window)
+    if search.fill_frame_within <= 0:
         return predictions
-    return closer(images, predictions, search.zoom_below, search.zoom_window)
+    return [
+        replace(p, box=p.box.spread_to_frame(image.shape[1], image.shape[0], search.fill_frame_within))
+        for p, image in zip(predictions, images, strict=True)
+    ]
 
 
 def mean_rows(vectors: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from bbox.box import BoundingBox
-from bbox.conditions import ConditionSimulator
+from bbox.conditions import ConditionSimulator, cut_to_watch
 from bbox.segment import product_box, segment_product
 from bbox.synth import PhotoSimulator
+
+CUT_MARGIN = (-0.03, 0.06)  # a cut photo's sides: from 3 % into the watch to 6 % of background beyond it
 
 
 def jittered(box: BoundingBox, rng: np.random.Generator, jitter: float) -> BoundingBox:
@@ -43,9 +45,14 @@ def photo_view_crops(
     rng: np.random.Generator,
     pad: float,
     jitter: float = 0.1,
+    cut_share: float = 0.0,
+    cut_margin: tuple[float, float] = CUT_MARGIN,
 ) -> list[np.ndarray]:
     """``views`` simulated phone photos of one catalogue watch, each cropped around a jittered true box. The
-    watch is cut out of its photo once for all of them (the same mask each view would find)."""
+    watch is cut out of its photo once for all of them (the same mask each view would find). A ``cut_share`` of
+    the photos are first cut to the watch (:func:`bbox.conditions.cut_to_watch`, sides moved by ``cut_margin``):
+    a photo that is all watch, with no background to judge its light by. With ``cut_share`` 0 no random number
+    is drawn for it, so views stay what they were (catalogue views are part of an index's signature)."""
     crops: list[np.ndarray] = []
     if views <= 0:
         return crops
@@ -53,5 +60,7 @@ def photo_view_crops(
     mask = mask if mask.any() else None  # nothing found: each view falls back as it always did
     for _ in range(views):
         scene = simulator(image, rng, mask=mask)
+        if cut_share > 0 and rng.random() < cut_share:
+            scene = cut_to_watch(scene, rng, cut_margin)
         crops.append(square_crop(scene.image, jittered(scene.box, rng, jitter), pad))
     return crops

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bbox.box import BoundingBox  # noqa: E402
-from bbox.conditions import CONDITIONS, DESCRIPTIONS, condition_params  # noqa: E402
+from bbox.conditions import CONDITIONS, DESCRIPTIONS, condition_params, cut_to_watch  # noqa: E402
 from bbox.scenery import builtin_backgrounds  # noqa: E402
-from bbox.synth import PhotoSimulator  # noqa: E402
+from bbox.synth import PhotoSimulator, Scene  # noqa: E402
 from tiefwatch.evaluation import is_holdout, rank_of, recall_at  # noqa: E402
 from tiefwatch.images import list_images, load_image, save_image  # noqa: E402
 from tiefwatch.index import CatalogIndex, index_catalog  # noqa: E402
@@ -43,10 +43,26 @@ KS = (1, 5, 10)
 CHUNK = 16  # queries simulated, searched and dropped together: 12 MP frames do not all fit in memory
 SHEET_QUERIES = 8
 TRUE_COLOUR, CUT_COLOUR = (40, 200, 40), (255, 40, 40)
+# Not a simulator condition: the standard row's photos, each cut to its watch's exact box (a photo that is all watch,
+# as a user sends after cropping one), so the two rows compare the same watches and scenes with and without context.
+CUT = "cut"
+ROWS = (*CONDITIONS, CUT)
+ROW_DESCRIPTIONS = {**DESCRIPTIONS, CUT: "the standard row's photos cut to the watch's exact box: all watch"}
+
+
+def shot_as(name: str) -> str:
+    """The simulator condition a benchmark row's photos are shot in."""
+    return "standard" if name == CUT else name
+
+
+def framed(name: str, scene: Scene) -> Scene:
+    """A row's query photo from its shot: the ``cut`` row cuts the scene to its watch, the others keep it."""
+    return cut_to_watch(scene) if name == CUT else scene
 
 
 def condition_seed(seed: int, name: str) -> int:
     """The standard condition keeps ``seed`` itself, so its queries are ``make bench``'s; the others their own."""
+    name = shot_as(name)
     return seed if name == "standard" else seed + 1 + list(CONDITIONS).index(name)
 
 
@@ -66,7 +82,7 @@ def run_condition(
 ) -> tuple[dict, list[tuple[np.ndarray, BoundingBox, Path, QueryResult]]]:
     """Shoot ``count`` queries of distinct held-out watches in this condition and score the three ways."""
     rng = np.random.default_rng(condition_seed(seed, name))
-    simulator = PhotoSimulator(backgrounds, condition_params(name), seed=condition_seed(seed, name))
+    simulator = PhotoSimulator(backgrounds, condition_params(shot_as(name)), seed=condition_seed(seed, name))
     picks = rng.choice(len(holdout), size=min(count, len(holdout)), replace=False)
     embedder = searcher.pipeline.embedder
     pad = searcher.config.crop.pad
@@ -75,7 +91,7 @@ def run_condition(
     with progress_bar(f"{name}", total=len(picks)) as advance:
         for start in range(0, len(picks), CHUNK):
             paths = [holdout[int(p)] for p in picks[start : start + CHUNK]]
-            scenes = [simulator(load_image(path), rng) for path in paths]
+            scenes = [framed(name, simulator(load_image(path), rng)) for path in paths]
             images = [scene.image for scene in scenes]
             truth = [row_of[path.resolve()] for path in paths]
             ranks["whole"] += ranks_by_vectors(searcher.index.vectors, embedder.embed(images), truth)
@@ -100,7 +116,7 @@ def run_condition(
     iou = np.array(ious)
     row = {
         "condition": name,
-        "description": DESCRIPTIONS[name],
+        "description": ROW_DESCRIPTIONS[name],
         "queries": len(picks),
         **{f"{way}_R@{k}": round(recall_at(r, k), 3) for way, r in ranks.items() for k in KS},
         "mean_iou": round(float(iou.mean()), 3),
@@ -169,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=Path, default=ROOT.parent / "shared/data/watch-catalog-dev")
     parser.add_argument("--queries", type=int, default=300, help="queries a condition")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated condition names")
+    parser.add_argument(
+        "--conditions",
+        default=",".join(ROWS),
+        help=f"comma-separated condition names, and {CUT!r}: {ROW_DESCRIPTIONS[CUT]}",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workspace", type=Path, help="keep the index here (default: a temp folder)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
@@ -183,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catalogue not found: {args.catalog}", file=sys.stderr)
         return 2
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CONDITIONS]
+    unknown = [n for n in names if n not in ROWS]
     if unknown:
-        print(f"unknown condition(s): {', '.join(unknown)}; known: {', '.join(CONDITIONS)}", file=sys.stderr)
+        print(f"unknown condition(s): {', '.join(unknown)}; known: {', '.join(ROWS)}", file=sys.stderr)
         return 2
     command = "python tools/bench_conditions.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 

@@ -151,3 +151,16 @@ def test_crop_outside_the_image_pads_by_edge_replication() -> None:
 
 def test_crop_works_on_grey_images() -> None:
     assert BoundingBox(-2, -2, 3, 3).crop(np.ones((4, 4), np.uint8)).shape == (5, 5)
+
+
+def test_a_box_that_nearly_spans_the_frame_is_spread_to_its_edges_axis_by_axis() -> None:
+    # 10 % inside the photo on every side: all watch, so both axes span the frame
+    assert BoundingBox(10, 8, 90, 72).spread_to_frame(100, 80, 0.2) == BoundingBox(0, 0, 100, 80)
+    # spans the height, but with background either side across: only the height is spread
+    assert BoundingBox(30, 3, 70, 77).spread_to_frame(100, 80, 0.2) == BoundingBox(30, 0, 70, 80)
+    # near one edge only (a watch at the side of a scene): left alone
+    box = BoundingBox(2, 20, 40, 60)
+    assert box.spread_to_frame(100, 80, 0.2) == box
+    # gaps larger than the share of the box's own size, or the share 0: left alone
+    assert BoundingBox(10, 8, 90, 72).spread_to_frame(100, 80, 0.1) == BoundingBox(10, 8, 90, 72)
+    assert BoundingBox(10, 8, 90, 72).spread_to_frame(100, 80, 0.0) == BoundingBox(10, 8, 90, 72)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bbox.box import BoundingBox
-from bbox.conditions import CONDITIONS, ConditionSimulator, condition_params, scene_simulator
+from bbox.conditions import CONDITIONS, ConditionSimulator, condition_params, cut_to_watch, scene_simulator
 from bbox.synth import ILLUMINANT_GAINS, PhotoSimulator, SceneParams, tilted
 
 
@@ -147,3 +147,32 @@ def test_scene_simulator_is_the_standard_scene_for_no_conditions_and_caps_the_ot
     phone = scene_simulator({"phone": 1.0}, seed=0, long_side_cap=800, backgrounds=[])
     scene = phone(draw_watch())
     assert scene.params["condition"] == "phone" and max(scene.image.shape[:2]) == 800  # not 4,032
+
+
+def test_a_photo_cut_to_its_watch_is_all_watch_and_keeps_the_watch_s_mask() -> None:
+    for scene in scenes("standard", 6):
+        cut = cut_to_watch(scene)
+        x0, y0, x1, y1 = cut.params["cut"]
+        assert (x0, y0) == (int(scene.box.x0), int(scene.box.y0)) and (x1, y1) == (scene.box.x1, scene.box.y1)
+        assert np.array_equal(cut.image, scene.image[y0:y1, x0:x1])
+        assert np.array_equal(cut.mask, scene.mask[y0:y1, x0:x1])
+        h, w = cut.image.shape[:2]
+        assert cut.box == BoundingBox.from_mask(cut.mask) == BoundingBox(0, 0, w, h)  # the watch touches every side
+
+
+def test_cut_margins_add_background_or_cut_into_the_watch_and_stay_in_the_frame() -> None:
+    rng = np.random.default_rng(3)
+    for scene in scenes("close-up", 8):  # close-ups run off the frame: the cut must clip, not wrap
+        h, w = scene.image.shape[:2]
+        loose = cut_to_watch(scene, rng, (0.05, 0.1))
+        x0, y0, x1, y1 = loose.params["cut"]
+        assert 0 <= x0 <= scene.box.x0 and 0 <= y0 <= scene.box.y0
+        assert scene.box.x1 <= x1 <= w and scene.box.y1 <= y1 <= h
+        assert loose.box == BoundingBox.from_mask(loose.mask)
+        assert loose.mask.sum() == scene.mask.sum()  # nothing of the watch is lost
+        tight = cut_to_watch(scene, rng, (-0.1, -0.05))
+        assert tight.mask.sum() < scene.mask.sum()  # cut into the watch: it runs off every side
+        assert tight.mask[0].any() and tight.mask[-1].any() and tight.mask[:, 0].any() and tight.mask[:, -1].any()
+        assert tight.image.shape[0] < scene.box.height and tight.image.shape[1] < scene.box.width
+    with pytest.raises(ValueError, match="margin"):
+        cut_to_watch(scene, rng, (0.1, 0.0))

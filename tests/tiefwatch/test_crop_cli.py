@@ -157,3 +157,22 @@ def test_a_photo_with_two_watches_boxes_one_whole_watch(tmp_path: Path) -> None:
     cropper = load_cropper(Config(), Workspace(tmp_path / "ws"), required=True)
     (prediction,) = cropper.predict([desk])
     assert max(prediction.box.iou(box) for box in boxes) > 0.6  # one of them, whole; not a box across both
+
+
+def test_tiefwatch_crop_frames_a_photo_cut_to_its_watch_whole(tmp_path: Path) -> None:
+    """A user's photo cut to the watch (no background at all): the box is the whole photo, not the network's
+    fragment a little inside it (search.fill_frame_within)."""
+    from tiefwatch.config import Config
+    from tiefwatch.crop import crop_images
+
+    attrs = WatchAttributes("round", "silver", "black", "bracelet", "silver", "baton", "dots", False)
+    photo, truth = _close_up(render_watch(attrs, size=200), 360)
+    cut = truth.crop(photo)
+    path = tmp_path / "cut.png"
+    Image.fromarray(cut).save(path)
+    whole = BoundingBox(0, 0, cut.shape[1], cut.shape[0])
+    (spread,) = crop_images([path], tmp_path / "ws")
+    off = Config().merged(overrides=["search.fill_frame_within=0"])
+    (network,) = crop_images([path], tmp_path / "ws", config=off)
+    assert spread.box is not None and spread.box.iou(whole) > 0.95, spread.box
+    assert network.box is not None and spread.box.iou(whole) >= network.box.iou(whole)

@@ -210,3 +210,21 @@ def test_unsure_query_photos_get_a_second_look_and_catalogue_photos_never() -> N
     assert cropper.closer == [below] and not framings[0].cropped  # the index never depends on the second look
     off = Pipeline(config.merged(overrides=["search.zoom_below=0"]), embedder, cropper)
     assert not off.frame([image])[1][0].cropped and cropper.closer == [below]
+
+
+class FragmentCropper(FixedCropper):
+    """Boxes an all-watch photo a little inside its frame, as the crop network does."""
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
+        return [BoxPrediction(BoundingBox(8, 10, 112, 92), self.confidence) for _ in images]
+
+
+def test_a_query_box_that_nearly_spans_the_photo_is_spread_to_its_edges_but_not_a_catalogue_photo_s() -> None:
+    image = np.zeros((100, 120, 3), np.uint8)
+    config = Config().merged(overrides=["crop.catalog_cutout=false"])
+    embedder = Embedder(image_size=64, engine="torch", device="cpu")
+    pipeline = Pipeline(config, embedder, FragmentCropper(0.9))
+    assert pipeline.frame([image])[1][0].box == BoundingBox(0, 0, 120, 100)
+    assert pipeline.frame([image], catalogue=True)[1][0].box == BoundingBox(8, 10, 112, 92)  # the index never spreads
+    off = Pipeline(config.merged(overrides=["search.fill_frame_within=0"]), embedder, FragmentCropper(0.9))
+    assert off.frame([image])[1][0].box == BoundingBox(8, 10, 112, 92)
