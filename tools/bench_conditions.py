@@ -4,9 +4,10 @@
 Each condition (``bbox.conditions``: standard, close-up, far, tilt, glare, lamp, wrist, phone) shoots its own
 queries of the dev watches held out of every training run (``tiefwatch.evaluation.is_holdout``) and searches them
 in memory through the whole pipeline, beside the whole photo through the backbone alone (no crop) and the true box
-embedded the index's way. A contact sheet per condition shows the first queries with their true box (green), the
-box the pipeline cut (red) and its first results (the right watch framed green). Writes its section of
-docs/benchmarks.md with the command.
+embedded the index's way. One row more, ``cut``, cuts the standard row's photos to the watch's exact box (a photo
+that is all watch): the same watches with and without their surroundings. A contact sheet per row shows the first
+queries with their true box (green), the box the pipeline cut (red) and its first results (the right watch framed
+green). Writes its section of docs/benchmarks.md with the command.
 
     python tools/bench_conditions.py --catalog ../shared/data/watch-catalog-dev --queries 300
 """
