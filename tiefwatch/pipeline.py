@@ -207,11 +207,7 @@ class Pipeline:
             try_others = not catalogue and self.config.crop.alternatives_ratio > 0
             others = prediction.alternatives if try_others else ()
             if prediction.confidence < threshold:
-                # a query's whole photo is squared by repeating its edges, as a box at the frame's edge is cut: a
-                # photo that is all watch then gets no white border (benchmarks.md, session 17); a catalogue photo
-                # stays as it always was, so the index does not change
-                h, w = image.shape[:2]
-                crops[number] = image if catalogue else self._square(image, BoundingBox(0, 0, w, h))
+                crops[number] = image
                 framings[number] = Framing(
                     None,
                     prediction.confidence,

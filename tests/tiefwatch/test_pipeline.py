@@ -38,17 +38,10 @@ def test_confident_box_is_cut_as_a_padded_square() -> None:
 
 
 def test_low_confidence_falls_back_to_the_whole_image_and_says_so() -> None:
-    image = np.random.default_rng(0).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    image = np.zeros((100, 120, 3), np.uint8)
     crops, framings = _pipeline(0.1).frame([image])
-    assert not framings[0].cropped and "low crop confidence 0.10" in framings[0].note
-    # a query's whole photo is squared by repeating its own edges (a photo cut to the watch keeps no white border)
-    assert crops[0].shape == (120, 120, 3)
-    assert np.array_equal(crops[0][10:110], image) and np.array_equal(crops[0][:10], np.repeat(image[:1], 10, 0))
-    # a catalogue photo's whole image is left as it was: the index does not change
-    catalogue = Pipeline(
-        Config().merged(overrides=["crop.catalog_cutout=false"]), _pipeline(0.1).embedder, FixedCropper(0.1)
-    )
-    assert catalogue.frame([image], catalogue=True)[0][0] is image
+    assert crops[0] is image and not framings[0].cropped
+    assert "low crop confidence 0.10" in framings[0].note
 
 
 def test_crop_disabled_ignores_the_cropper_and_changes_the_signature() -> None:
@@ -162,7 +155,7 @@ def test_an_unsure_query_tries_the_whole_photo_and_every_box() -> None:
     pipeline.cropper = TwoPeakCropper(0.1)
     cut = pipeline.query_crops([image])
     assert [f.box for f in cut.candidates] == [None, BoundingBox(10, 20, 50, 40), BoundingBox(60, 50, 100, 90)]
-    assert np.array_equal(cut.crops[0][10:110], image) and "low crop confidence" in cut.candidates[0].note
+    assert cut.crops[0] is image and "low crop confidence" in cut.candidates[0].note
 
 
 def test_the_search_keeps_the_peak_whose_crop_matches_the_catalogue(monkeypatch) -> None:
