@@ -88,10 +88,12 @@ class BoundingBox:
         frame edges (0: unchanged). A box that nearly spans a photo that way is a watch that fills it, and a crop
         network's box a little inside the frame then cuts off the watch's own edges. An axis with background on
         one side only is left alone: a watch near one edge is not one that fills the photo."""
+        if within <= 0:
+            return self
         x0, y0, x1, y1 = self.x0, self.y0, self.x1, self.y1
-        if within > 0 and x0 < within * self.width and w - x1 < within * self.width:
+        if x0 < within * self.width and w - x1 < within * self.width:
             x0, x1 = 0.0, float(w)
-        if within > 0 and y0 < within * self.height and h - y1 < within * self.height:
+        if y0 < within * self.height and h - y1 < within * self.height:
             y0, y1 = 0.0, float(h)
         return BoundingBox(x0, y0, x1, y1)
 
