@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CATALOG ?= ../shared/data/watch-catalog-dev
 
-.PHONY: demo test lint venv bench bench-conditions bench-runs bench-lamp-colour bench-adapted bench-crop bench-judged bench-scale bench-synthetic crop-model photo-backbone bench-tuned similarity-model bench-serve clean
+.PHONY: demo test lint venv bench bench-conditions bench-independent bench-runs bench-lamp-colour bench-adapted bench-crop bench-judged bench-scale bench-synthetic crop-model photo-backbone bench-tuned similarity-model bench-serve clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ crop-model: $(STAMP)
 CONDITIONS := .tiefwatch/bench-conditions
 bench-conditions: $(STAMP)
 	$(BIN)/python tools/bench_conditions.py --catalog $(CATALOG) --workspace $(CONDITIONS) --queries 300
+
+# The same pipeline on photos from a second simulator that nothing trains on (tools/independent_scenes.py): standard,
+# close-up, far and harsh, 200 held-out queries each; contact sheets in docs/images/independent/ (about 15 minutes,
+# plus indexing when the conditions benchmark's workspace is not there yet).
+bench-independent: $(STAMP)
+	$(BIN)/python tools/bench_independent.py --catalog $(CATALOG) --workspace $(CONDITIONS) --queries 200
 
 # What each backbone run buys (query crop scales, catalogue views), in FAISS order on held-out condition queries:
 # the dev catalogue indexed as built, without views and with views from every condition (about 30 minutes).

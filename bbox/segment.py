@@ -36,6 +36,11 @@ class ProductSegmentation:
         box, on a coloured backdrop); ``mask`` covers the whole frame because no cut-out is reliable;
       * ``"blank"``: nothing differs from the background; ``mask`` covers the whole frame.
 
+    ``border_spread``: how much the light varies over the background along the border (5th to 95th percentile of
+    its luminance, levels). A studio backdrop is evenly lit (under 7 levels for 99 % of the dev catalogue); a phone
+    photo of a watch on a white desk falls off towards a corner (16 levels and more), and a cut-out on it takes
+    the darker corner for product.
+
     ``border_sides`` lists the frame sides the mask touches. Top/bottom is normal (straps cut by the frame,
     about 30 % of the dev catalogue); left/right mostly means a loose strap, a gift set, a presentation box or
     a hand on a white backdrop (about 1.5 %). Gift sets (watch + lipstick + bow, watch + bangles) come out as
@@ -46,6 +51,7 @@ class ProductSegmentation:
     status: str
     background_rgb: tuple[int, int, int] | None
     border_sides: tuple[str, ...] = ()
+    border_spread: float = 0.0
 
     @property
     def on_plain_background(self) -> bool:
@@ -83,6 +89,7 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
     if near.mean() < _PLAIN_BORDER_FRACTION:  # light but not one colour (e.g. a bright window scene)
         return ProductSegmentation(full, "not_on_plain_background", None, _ALL_SIDES)
     background_rgb = (int(background[0]), int(background[1]), int(background[2]))
+    spread = _spread((border[:, 0] + border[:, 1] + border[:, 2])[near] // 3)
 
     # Chebyshev distance from the background colour, with OpenCV (numpy reductions over the 3-channel axis are
     # several times slower and this runs once per simulated photo).
@@ -121,25 +128,37 @@ def segment_product(img: np.ndarray, tolerance: int = 24, edge_threshold: float 
     mask &= ~(touches_background & (distance <= tolerance))
     mask = _keep_main_object(mask, reach=3 * unit)
     if not mask.any():
-        return ProductSegmentation(full, "blank", background_rgb, _ALL_SIDES)
+        return ProductSegmentation(full, "blank", background_rgb, _ALL_SIDES, spread)
     sides = tuple(
         side
         for side, edge in (("top", mask[0]), ("bottom", mask[-1]), ("left", mask[:, 0]), ("right", mask[:, -1]))
         if edge.any()
     )
-    return ProductSegmentation(mask, "product", background_rgb, sides)
+    return ProductSegmentation(mask, "product", background_rgb, sides, spread)
 
 
-def product_box(img: np.ndarray, max_side: int | None = None) -> BoundingBox | None:
+def _spread(levels: np.ndarray) -> float:
+    """5th to 95th percentile of integer levels 0-255, from their histogram (a tenth of ``np.percentile``'s time)."""
+    counts = np.cumsum(np.bincount(levels, minlength=256))
+    low, high = np.searchsorted(counts, (0.05 * counts[-1], 0.95 * counts[-1]))
+    return float(high - low)
+
+
+def product_box(
+    img: np.ndarray, max_side: int | None = None, max_border_spread: float | None = None
+) -> BoundingBox | None:
     """The box of the product on a plain light catalogue background - exactly the box the crop model is trained
     to predict - or None where the photo is not on such a background (the crop model must look).
 
     ``max_side``: cut out a copy at most this large and scale its box back (the morphology's cost grows with the
-    photo; a box needs no more than a few hundred pixels)."""
+    photo; a box needs no more than a few hundred pixels). ``max_border_spread``: None too where the backdrop's
+    light varies more than this along the border (``ProductSegmentation.border_spread``): not a studio shot."""
     h, w = img.shape[:2]
     small = img if max_side is None else shrunk(img, max_side)
     segmentation = segment_product(small)
     if not segmentation.on_plain_background:
+        return None
+    if max_border_spread is not None and segmentation.border_spread > max_border_spread:
         return None
     box = BoundingBox.from_mask(segmentation.mask)
     return box if small is img else box.scale(w / small.shape[1], h / small.shape[0])

@@ -39,3 +39,18 @@ def draw_catalog_watch(size: int = 128, background: int = 255) -> np.ndarray:
     cv2.circle(image, (c, c), 27, (252, 252, 250), -1)  # white dial, nearly the background colour
     cv2.line(image, (c, c), (c + 15, c - 10), (20, 20, 20), 2)  # hand
     return image
+
+
+def on_unevenly_lit_desk(size: int = 256) -> np.ndarray:
+    """``draw_catalog_watch``'s watch small on a white desk whose light falls off towards one corner (238 levels
+    there, about 186 in the other), as a phone photographs it."""
+    from bbox.segment import product_mask
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    light = 238.0 * (1.0 - 0.22 * (xx + yy) / (2 * size))
+    photo = np.repeat(light[..., None], 3, axis=2)
+    watch = draw_catalog_watch()
+    at = size // 2 - 64
+    region = photo[at : at + 128, at : at + 128]
+    region[product_mask(watch)] = watch[product_mask(watch)]
+    return photo.round().astype(np.uint8)

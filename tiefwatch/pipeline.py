@@ -190,7 +190,7 @@ class Pipeline:
         # A query that is a product shot on a plain light background (a shop's own photo, a watch on white paper) is
         # framed by its cut-out as its catalogue photo is, so both are cut alike; the rest go to the crop network.
         for number, image in enumerate(images):
-            framed = self.frame_without_model(image)
+            framed = self.frame_without_model(image, catalogue=catalogue)
             if framed is not None:
                 crops[number], framings[number] = framed
         pending = [number for number, crop in enumerate(crops) if crop is None]
@@ -220,16 +220,18 @@ class Pipeline:
         return [crop for crop in crops if crop is not None], [f for f in framings if f is not None]
 
     def frame_without_model(
-        self, image: np.ndarray, max_side: int | None = CUTOUT_SIDE
+        self, image: np.ndarray, max_side: int | None = CUTOUT_SIDE, catalogue: bool = True
     ) -> tuple[np.ndarray, Framing] | None:
         """A photo's framing where no network is needed (crop off, or its product cut-out, found on a copy at most
         ``max_side`` large), else None. Cheap numpy work, so ``index`` runs it in its decode threads while the
-        model embeds the previous batch."""
+        model embeds the previous batch. A query (not ``catalogue``) is cut out only where its backdrop is lit as
+        evenly as a studio's (``search.cutout_max_spread``); a catalogue photo on a plain backdrop always is."""
         if self.cropper is None:
             return image, Framing(None, None, "crop off")
         if not self.config.crop.catalog_cutout:
             return None
-        box = product_box(image, max_side)
+        limit = self.config.search.cutout_max_spread
+        box = product_box(image, max_side, None if catalogue or limit <= 0 else limit)
         return None if box is None else (self._square(image, box), Framing(box, 1.0, "product cut-out"))
 
     def _square(self, image: np.ndarray, box: BoundingBox) -> np.ndarray:

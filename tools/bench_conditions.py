@@ -20,6 +20,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,10 +81,21 @@ def run_condition(
     count: int,
     seed: int,
     backgrounds: list[np.ndarray],
+    shoot: Callable[[np.ndarray, np.random.Generator], Scene] | None = None,
+    description: str | None = None,
 ) -> tuple[dict, list[tuple[np.ndarray, BoundingBox, Path, QueryResult]]]:
-    """Shoot ``count`` queries of distinct held-out watches in this condition and score the three ways."""
-    rng = np.random.default_rng(condition_seed(seed, name))
-    simulator = PhotoSimulator(backgrounds, condition_params(shot_as(name)), seed=condition_seed(seed, name))
+    """Shoot ``count`` queries of distinct held-out watches in this condition and score the three ways.
+
+    ``shoot`` replaces the product's simulator (another simulator's condition ``name``, drawn from ``seed``
+    itself); ``description`` is then the row's."""
+    if shoot is None:
+        seed = condition_seed(seed, name)
+        simulator = PhotoSimulator(backgrounds, condition_params(shot_as(name)), seed=seed)
+
+        def shoot(catalog: np.ndarray, rng: np.random.Generator) -> Scene:
+            return framed(name, simulator(catalog, rng))
+
+    rng = np.random.default_rng(seed)
     picks = rng.choice(len(holdout), size=min(count, len(holdout)), replace=False)
     embedder = searcher.pipeline.embedder
     pad = searcher.config.crop.pad
@@ -92,7 +104,7 @@ def run_condition(
     with progress_bar(f"{name}", total=len(picks)) as advance:
         for start in range(0, len(picks), CHUNK):
             paths = [holdout[int(p)] for p in picks[start : start + CHUNK]]
-            scenes = [framed(name, simulator(load_image(path), rng)) for path in paths]
+            scenes = [shoot(load_image(path), rng) for path in paths]
             images = [scene.image for scene in scenes]
             truth = [row_of[path.resolve()] for path in paths]
             ranks["whole"] += ranks_by_vectors(searcher.index.vectors, embedder.embed(images), truth)
@@ -117,7 +129,7 @@ def run_condition(
     iou = np.array(ious)
     row = {
         "condition": name,
-        "description": ROW_DESCRIPTIONS[name],
+        "description": description or ROW_DESCRIPTIONS[name],
         "queries": len(picks),
         **{f"{way}_R@{k}": round(recall_at(r, k), 3) for way, r in ranks.items() for k in KS},
         "mean_iou": round(float(iou.mean()), 3),

@@ -8,8 +8,8 @@ import pytest
 
 from bbox.box import BoundingBox
 from bbox.scenery import procedural_clutter
-from bbox.segment import product_mask, segment_product
-from tests.helpers import draw_catalog_watch
+from bbox.segment import product_box, product_mask, segment_product
+from tests.helpers import draw_catalog_watch, on_unevenly_lit_desk
 
 # ------------------------------------------------------------------ product mask
 
@@ -43,6 +43,21 @@ def test_light_grey_studio_backdrop_is_still_a_plain_background() -> None:
     assert segmentation.status == "product"
     assert segmentation.background_rgb == (228, 228, 228)
     assert segmentation.mask[64, 64] and not segmentation.mask[5, 5]
+
+
+def test_an_evenly_lit_backdrop_has_little_border_spread_and_an_unevenly_lit_desk_much() -> None:
+    studio = segment_product(draw_catalog_watch())
+    desk = segment_product(on_unevenly_lit_desk())
+    assert studio.status == "product" and studio.border_spread < 2
+    assert desk.status == "product" and desk.border_spread > 16
+
+
+def test_product_box_declines_a_backdrop_lit_unevenly_when_asked() -> None:
+    photo = on_unevenly_lit_desk()
+    assert product_box(photo) is not None  # catalogue photos: no limit
+    assert product_box(photo, max_border_spread=12.0) is None
+    studio = draw_catalog_watch()
+    assert product_box(studio, max_border_spread=12.0) == product_box(studio) == BoundingBox(30, 8, 99, 120)
 
 
 def test_photo_not_on_white_gets_the_whole_frame() -> None:

@@ -88,6 +88,25 @@ def test_photos_on_white_are_framed_by_their_cut_out_and_others_by_the_model() -
     assert off.signature()["crop_catalog_cutout"] is False and pipeline.signature()["crop_catalog_cutout"] is True
 
 
+def test_a_query_on_an_unevenly_lit_desk_goes_to_the_network_and_a_catalogue_photo_is_cut_out() -> None:
+    """A cut-out on a backdrop whose light falls off takes the dark corner for the watch: queries need a studio's
+    even light to be cut out (search.cutout_max_spread); catalogue photos, and the index with them, are unchanged."""
+    from tests.helpers import on_unevenly_lit_desk
+
+    photo = on_unevenly_lit_desk()
+    pipeline = _pipeline(0.9)
+    cropper = CountingCropper(0.9)
+    pipeline.cropper = cropper
+    _, catalogue = pipeline.frame([photo], catalogue=True)
+    assert catalogue[0].note == "product cut-out" and cropper.seen == 0
+    _, query = pipeline.frame([photo], catalogue=False)
+    assert query[0].note != "product cut-out" and cropper.seen == 1
+    anything = _pipeline(0.9, **{"search.cutout_max_spread": "0"})
+    anything.cropper = cropper
+    assert anything.frame([photo], catalogue=False)[1][0].note == "product cut-out" and cropper.seen == 1
+    assert "cutout_max_spread" not in str(pipeline.signature())  # query-side only: an index stays valid
+
+
 def test_the_refine_pass_and_its_padding_are_part_of_the_signature() -> None:
     """Both change the boxes, so an index built without the refine pass must not be searched with it."""
     off = _pipeline(0.9, **{"crop.refine": "false"}).signature()["crop_refine"]
