@@ -47,10 +47,10 @@ bench-conditions: $(STAMP)
 	$(BIN)/python tools/bench_conditions.py --catalog $(CATALOG) --workspace $(CONDITIONS) --queries 300
 
 # The same pipeline on photos from a second simulator that nothing trains on (tools/independent_scenes.py): standard,
-# close-up, far and harsh, 200 held-out queries each; contact sheets in docs/images/independent/ (about 15 minutes,
+# close-up, far and harsh, 300 held-out queries each; contact sheets in docs/images/independent/ (about 15 minutes,
 # plus indexing when the conditions benchmark's workspace is not there yet).
 bench-independent: $(STAMP)
-	$(BIN)/python tools/bench_independent.py --catalog $(CATALOG) --workspace $(CONDITIONS) --queries 200
+	$(BIN)/python tools/bench_independent.py --catalog $(CATALOG) --workspace $(CONDITIONS) --queries 300
 
 # What each backbone run buys (query crop scales, catalogue views), in FAISS order on held-out condition queries:
 # the dev catalogue indexed as built, without views and with views from every condition (about 30 minutes).

@@ -19,6 +19,7 @@ __all__ = [
     "builtin_backgrounds",
     "darken",
     "load_backgrounds",
+    "package_dir",
     "procedural_clutter",
     "random_colour",
     "soft_shadow",
@@ -42,7 +43,7 @@ _SKIMAGE_SAMPLES = (
 _SKLEARN_SAMPLES = ("china.jpg", "flower.jpg")
 
 
-def _package_dir(name: str) -> Path | None:
+def package_dir(name: str) -> Path | None:
     """Folder of an installed package without importing it (scikit-learn imports take seconds)."""
     try:
         spec = importlib.util.find_spec(name)
@@ -56,10 +57,10 @@ def _package_dir(name: str) -> Path | None:
 @functools.lru_cache(maxsize=1)
 def _builtin_background_cache() -> tuple[np.ndarray, ...]:
     paths: list[Path] = []
-    skimage_dir = _package_dir("skimage")
+    skimage_dir = package_dir("skimage")
     if skimage_dir is not None:
         paths += [skimage_dir / "data" / name for name in _SKIMAGE_SAMPLES]
-    sklearn_dir = _package_dir("sklearn")
+    sklearn_dir = package_dir("sklearn")
     if sklearn_dir is not None:
         paths += [sklearn_dir / "datasets" / "images" / name for name in _SKLEARN_SAMPLES]
     images = []

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -178,11 +179,18 @@ def render(f: dict) -> str:
         "FAISS, re-rank, as `tiefwatch search` runs. IoU: the pipeline's box against the true box (a photo the "
         "pipeline left whole is scored as the whole frame).",
         "",
+    ]
+    return "\n".join(lines + table_lines(f["rows"])) + "\n"
+
+
+def table_lines(rows: list[dict]) -> list[str]:
+    """The figures of each row and its contact sheet, as both condition benchmarks print them."""
+    lines = [
         "| condition | whole photo R@1 / R@10 | true box R@1 / R@10 | pipeline R@1 | R@5 | R@10 | crop mean IoU "
         "| IoU ≥ 0.5 | left whole | ms/query |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in f["rows"]:
+    for r in rows:
         lines.append(
             f"| {r['condition']} ({r['description']}) | {r['whole_R@1']:.3f} / {r['whole_R@10']:.3f} "
             f"| {r['true_box_R@1']:.3f} / {r['true_box_R@10']:.3f} | {r['pipeline_R@1']:.3f} "
@@ -190,67 +198,110 @@ def render(f: dict) -> str:
             f"| {r['whole_photo']} | {r['ms_per_query']} |"
         )
     lines += ["", "Contact sheets (true box green, the pipeline's box red, the right watch framed green):", ""]
-    lines += [f"- {r['condition']}: ![{r['condition']}]({r['sheet']})" for r in f["rows"]]
+    lines += [f"- {r['condition']}: ![{r['condition']}]({r['sheet']})" for r in rows]
+    return lines
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def benchmark_arguments(parser: argparse.ArgumentParser, queries: int, names: list[str], section: str) -> None:
+    """The arguments both condition benchmarks take; ``names``: the conditions, all run by default."""
     parser.add_argument("--catalog", type=Path, default=ROOT.parent / "shared/data/watch-catalog-dev")
-    parser.add_argument("--queries", type=int, default=300, help="queries a condition")
-    parser.add_argument(
-        "--conditions",
-        default=",".join(ROWS),
-        help=f"comma-separated condition names, and {CUT!r}: {ROW_DESCRIPTIONS[CUT]}",
-    )
+    parser.add_argument("--queries", type=int, default=queries, help="queries a condition")
+    parser.add_argument("--conditions", default=",".join(names), help=f"comma-separated: {', '.join(names)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workspace", type=Path, help="keep the index here (default: a temp folder)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
-    parser.add_argument("--section", default="conditions", help="docs/benchmarks.md section to (re)write")
-    parser.add_argument("--sheets", type=Path, default=ROOT / "docs/images/conditions", help="contact sheet folder")
+    parser.add_argument("--section", default=section, help="docs/benchmarks.md section to (re)write")
+    parser.add_argument("--sheets", type=Path, default=ROOT / f"docs/images/{section}", help="contact sheet folder")
     parser.add_argument("--note", default="", help="how the workspace was prepared, printed under the command")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    args = parser.parse_args(argv)
+
+
+def chosen_conditions(args: argparse.Namespace, known: list[str]) -> list[str] | None:
+    """The conditions asked for, or None (and why, on stderr) where the catalogue or a name is wrong."""
     if not args.catalog.is_dir():
         print(f"catalogue not found: {args.catalog}", file=sys.stderr)
-        return 2
+        return None
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ROWS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        print(f"unknown condition(s): {', '.join(unknown)}; known: {', '.join(ROWS)}", file=sys.stderr)
-        return 2
-    command = "python tools/bench_conditions.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        print(f"unknown condition(s): {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+        return None
+    return names
 
-    workspace = Workspace(args.workspace or Path(tempfile.mkdtemp(prefix="tiefwatch-conditions-")))
+
+@dataclass
+class Bench:
+    """The dev catalogue indexed in the benchmark's workspace, and what each row needs of it."""
+
+    searcher: Searcher
+    catalogue: list[Path]
+    holdout: list[Path]  # the watches held out of every training run: the only ones shot as queries
+    row_of: dict[Path, int]  # resolved catalogue path -> its index row
+
+
+def open_bench(args: argparse.Namespace) -> Bench:
+    """Index the catalogue (in ``--workspace`` or a temp folder; an index already there is kept) and load it."""
+    workspace = Workspace(args.workspace or Path(tempfile.mkdtemp(prefix=f"tiefwatch-{args.section}-")))
     config = workspace.load_config(overrides=list(args.set))
     catalogue = list_images(args.catalog)
-    holdout = [p for p in catalogue if is_holdout(p.name)]
     index_catalog(args.catalog, workspace, config, show_progress=True)
     index = CatalogIndex.load(workspace.index_path, config)
-    row_of = {index.path_of(i).resolve(): i for i in range(len(index))}
-    searcher = Searcher(workspace, config, index=index)
-    backgrounds = builtin_backgrounds()
+    return Bench(
+        Searcher(workspace, config, index=index),
+        catalogue,
+        [p for p in catalogue if is_holdout(p.name)],
+        {index.path_of(i).resolve(): i for i in range(len(index))},
+    )
 
-    rows = []
-    for name in names:
-        row, kept = run_condition(name, searcher, holdout, row_of, args.queries, args.seed, backgrounds)
-        sheet = write_sheet(name, kept, args.sheets / f"{name}.jpg")
-        row["sheet"] = str(sheet.resolve().relative_to(args.out.resolve().parent)) if args.out else str(sheet)
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
+
+def finish_row(args: argparse.Namespace, row: dict, kept: list) -> dict:
+    """Write a row's contact sheet beside its figures (the path as docs/benchmarks.md links it) and show the row."""
+    sheet = write_sheet(row["condition"], kept, args.sheets / f"{row['condition']}.jpg")
+    row["sheet"] = str(sheet.resolve().relative_to(args.out.resolve().parent)) if args.out else str(sheet)
+    print(json.dumps(row), file=sys.stderr)
+    return row
+
+
+def publish(
+    args: argparse.Namespace, tool: str, bench: Bench, rows: list[dict], render: Callable[[dict], str], **extra: object
+) -> None:
+    """The figures, with the command that made them, as JSON (``--json``) and as their section of
+    docs/benchmarks.md, and printed."""
+    command = f"python tools/{tool} " + " ".join(shlex.quote(a) for a in args.argv)
     figures = {
         "command": command,
         "note": args.note,
-        "catalogue": len(catalogue),
-        "holdout": len(holdout),
+        "catalogue": len(bench.catalogue),
+        "holdout": len(bench.holdout),
         "queries": args.queries,
         "rows": rows,
+        **extra,
     }
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     write_section(args.out, args.section, render(figures))
     print(render(figures))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    benchmark_arguments(parser, queries=300, names=list(ROWS), section="conditions")
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    names = chosen_conditions(args, list(ROWS))
+    if names is None:
+        return 2
+    bench = open_bench(args)
+    backgrounds = builtin_backgrounds()
+    rows = []
+    for name in names:
+        row, kept = run_condition(
+            name, bench.searcher, bench.holdout, bench.row_of, args.queries, args.seed, backgrounds
+        )
+        rows.append(finish_row(args, row, kept))
+    publish(args, "bench_conditions.py", bench, rows, render)
     return 0
 
 

@@ -23,17 +23,16 @@ Tests assert that no module of the product (``bbox``, ``ranking``, ``tiefwatch``
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from bbox.box import BoundingBox
+from bbox.scenery import package_dir
 from bbox.synth import Scene
 
 __all__ = ["CONDITIONS", "DESCRIPTIONS", "IndependentParams", "IndependentSimulator", "cut_out", "unseen_photos"]
@@ -181,20 +180,13 @@ _UNSEEN_SKIMAGE = ("coins.png", "moon.png", "page.png", "color.png", "ihc.png", 
 _UNSEEN_MATPLOTLIB = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
 
 
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def unseen_photos() -> list[np.ndarray]:
     """Real sample photos that no training scene uses (``bbox.scenery`` takes eleven others), RGB uint8."""
     paths = []
-    skimage = _package_dir("skimage")
+    skimage = package_dir("skimage")
     if skimage is not None:
         paths += [skimage / "data" / name for name in _UNSEEN_SKIMAGE]
-    matplotlib = _package_dir("matplotlib")
+    matplotlib = package_dir("matplotlib")
     if matplotlib is not None:
         paths += [matplotlib / "mpl-data" / "sample_data" / name for name in _UNSEEN_MATPLOTLIB]
     photos = []
