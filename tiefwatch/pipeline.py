@@ -187,8 +187,8 @@ class Pipeline:
             return list(images), [Framing(None, None, "crop off") for _ in images]
         crops: list[np.ndarray | None] = [None] * len(images)
         framings: list[Framing | None] = [None] * len(images)
-        # A query that is a product shot on a plain light background (a shop's own photo, a watch on white paper) is
-        # framed by its cut-out as its catalogue photo is, so both are cut alike; the rest go to the crop network.
+        # A query that is a product shot on a plain, evenly lit light background (a shop's own photo) is framed by its
+        # cut-out as its catalogue photo is, so both are cut alike; the rest go to the crop network.
         for number, image in enumerate(images):
             framed = self.frame_without_model(image, catalogue=catalogue)
             if framed is not None:
