@@ -52,5 +52,6 @@ def on_unevenly_lit_desk(size: int = 256) -> np.ndarray:
     watch = draw_catalog_watch()
     at = size // 2 - 64
     region = photo[at : at + 128, at : at + 128]
-    region[product_mask(watch)] = watch[product_mask(watch)]
+    mask = product_mask(watch)
+    region[mask] = watch[mask]
     return photo.round().astype(np.uint8)

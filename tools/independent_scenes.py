@@ -342,7 +342,7 @@ class IndependentSimulator:
         )
         warped = np.clip(cv2.warpPerspective(alpha, homography, (w, h), flags=cv2.INTER_LINEAR), 0, 1)
         mask = warped >= 0.5
-        if not mask.any():  # placed wholly outside the frame: centre it instead
+        if not mask.any():  # placed wholly outside the frame: draw the scene again
             return self(catalog, rng)
 
         shadow = cv2.GaussianBlur(warped, (0, 0), 0.04 * scale * side + 1)
