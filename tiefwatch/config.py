@@ -164,6 +164,12 @@ class SearchConfig:
     # studio shot varies by under 7 (99 % of the dev catalogue), a phone photo on a white desk by 16 and more, and a
     # cut-out there takes the darker corner for the watch (IoU 0.47 on them). Others go to the crop network. 0: any.
     cutout_max_spread: float = 12.0
+    # A query whose box covers more than this share of the photo (a close-up) has the whole photo averaged into its
+    # vector, weighing as much as the box's crops together: where the watch fills or overflows the frame, the frame
+    # shows what the padded, squared box loses. The box stays the framing. Close-ups of the second simulator: recall@1
+    # 0.787 -> 0.807, overflowing ones 0.393 -> 0.487; photos with smaller boxes never reach it (benchmarks.md,
+    # session 19). One more embedding for the photos it reaches; 0: never.
+    whole_photo_above: float = 0.3
 
 
 @dataclass

@@ -58,6 +58,9 @@ def rerank_inputs(reranker: Reranker, vectors: np.ndarray, colours: np.ndarray) 
     return np.asarray(vectors, np.float32) if inputs is None else inputs(vectors, colours)
 
 
+WHOLE_PHOTO_NOTE = "the whole photo averaged in: the box covers most of it"
+
+
 @dataclass(frozen=True)
 class Framing:
     """How one image was framed before embedding: the box in original pixels, or None for the whole image."""
@@ -83,6 +86,11 @@ class QueryCrops:
     candidates: list[Framing]
     photo_of: np.ndarray
     colours: np.ndarray  # (candidates, COLOUR_DIM) each candidate's own crop's colour descriptor, or (candidates, 0)
+    weights: np.ndarray | None = None  # (crops,) each crop's weight in its candidate's vector; None: all alike
+
+    def candidate_vectors(self, embedded: np.ndarray) -> np.ndarray:
+        """The crops' embeddings -> one unit vector per candidate, its crops' weighted mean."""
+        return mean_rows(embedded, self.owners, len(self.candidates), self.weights)
 
 
 class Pipeline:
@@ -243,9 +251,9 @@ class Pipeline:
         other peak's box too (candidates the search chooses among); every box is cut again at
         ``search.extra_crop_scales`` (``mean_rows`` folds a candidate's crops into one vector)."""
         first_crops, framings = self.frame(images)
-        shifts = [0.0] * len(images)
+        shift_of = [0.0] * len(images)
         if self.config.search.correct_light:  # judged around the first box; every crop of the photo shares it
-            shifts = [
+            shift_of = [
                 light_correction(image, framing.box.as_list() if framing.box is not None else None)
                 for image, framing in zip(images, framings, strict=True)
             ]
@@ -254,6 +262,8 @@ class Pipeline:
         photo_of: list[int] = []
         crops: list[np.ndarray] = []
         for number, framing in enumerate(framings):
+            if self.averages_whole_photo(images[number], framing):
+                framing = replace(framing, note=WHOLE_PHOTO_NOTE)
             candidates.append(framing)
             photo_of.append(number)
             crops.append(first_crops[number])
@@ -262,6 +272,8 @@ class Pipeline:
                 photo_of.append(number)
                 crops.append(self._square(images[number], box))
         owners = list(range(len(candidates)))
+        weights = [1.0] * len(candidates)
+        shifts = [shift_of[number] for number in photo_of]
         for index, (number, framing) in enumerate(zip(photo_of, candidates, strict=True)):
             if framing.box is None:
                 continue  # the whole photo (crop off or unsure) has nothing to rescale
@@ -271,15 +283,39 @@ class Pipeline:
                 box = BoundingBox(cx - half_w, cy - half_h, cx + half_w, cy + half_h)
                 crops.append(self._square(images[number], box))
                 owners.append(index)
-        owner_photos = np.asarray(photo_of, np.int64)[np.asarray(owners, np.int64)]
-        crops = [correct_warm_cool(crop, shifts[number]) for crop, number in zip(crops, owner_photos, strict=True)]
+                weights.append(1.0)
+                shifts.append(shift_of[number])
+            if framing.note == WHOLE_PHOTO_NOTE:
+                # a close-up: the whole photo weighs as much as the box's crops together, and keeps its light, since
+                # it is mostly watch and the watch's own colour would be taken for the light's
+                crops.append(images[number])
+                owners.append(index)
+                weights.append(1.0 + len(scales))
+                shifts.append(0.0)
+        crops = [correct_warm_cool(crop, shift) for crop, shift in zip(crops, shifts, strict=True)]
         colours = self.colours(crops[: len(candidates)])  # each candidate's own crop comes first, in order
-        return QueryCrops(crops, np.asarray(owners, np.int64), candidates, np.asarray(photo_of, np.int64), colours)
+        return QueryCrops(
+            crops,
+            np.asarray(owners, np.int64),
+            candidates,
+            np.asarray(photo_of, np.int64),
+            colours,
+            np.asarray(weights, np.float32),
+        )
+
+    def averages_whole_photo(self, image: np.ndarray, framing: Framing) -> bool:
+        """Whether a query framed by ``framing`` has the whole photo averaged into its vector: its box covers more
+        than ``search.whole_photo_above`` of the photo (a close-up, the watch often cut by the frame)."""
+        above = self.config.search.whole_photo_above
+        if framing.box is None or above <= 0:
+            return False
+        h, w = image.shape[:2]
+        return framing.box.clip(w, h).area > above * w * h
 
     def embed_query_candidates(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, QueryCrops]:
         """One unit vector per candidate framing of each query photo (``query_crops``, embedded and averaged)."""
         cut = self.query_crops(images)
-        return mean_rows(self.embedder.embed(cut.crops), cut.owners, len(cut.candidates)), cut
+        return cut.candidate_vectors(self.embedder.embed(cut.crops)), cut
 
     def embed_queries(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Framing]]:
         """Query photos -> one unit vector each, from ``frame``'s own framing (without a catalogue to ask, the
@@ -323,8 +359,10 @@ def second_look(
     ]
 
 
-def mean_rows(vectors: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
-    """(N, D) vectors -> (count, D) unit rows, each the renormalised sum of the vectors its ``owners`` name."""
+def mean_rows(vectors: np.ndarray, owners: np.ndarray, count: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(N, D) vectors -> (count, D) unit rows, each the renormalised (``weights``-weighted) sum of the vectors its
+    ``owners`` name."""
     out = np.zeros((count, vectors.shape[1]), np.float32)
-    np.add.at(out, np.asarray(owners, np.int64), vectors)
+    weighted = vectors if weights is None else vectors * np.asarray(weights, np.float32)[:, None]
+    np.add.at(out, np.asarray(owners, np.int64), weighted)
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

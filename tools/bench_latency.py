@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from tiefwatch.images import list_images, load_image
-from tiefwatch.pipeline import mean_rows
 from tiefwatch.search import Searcher
 from tiefwatch.workspace import Workspace
 
@@ -46,7 +45,7 @@ def warm_stages(searcher: Searcher, paths: list[Path]) -> dict[str, list[float]]
         t1 = time.perf_counter()
         cut = searcher.pipeline.query_crops([image])
         t2 = time.perf_counter()
-        vector = mean_rows(searcher.pipeline.embedder.embed(cut.crops), cut.owners, len(cut.candidates))
+        vector = cut.candidate_vectors(searcher.pipeline.embedder.embed(cut.crops))
         t3 = time.perf_counter()
         pick = 0
         if len(vector) > 1:  # several heat peaks: the one closest to the catalogue (Searcher.describe_queries)

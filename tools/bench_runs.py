@@ -33,7 +33,7 @@ from bbox.synth import PhotoSimulator  # noqa: E402
 from tiefwatch.evaluation import is_holdout, recall_at  # noqa: E402
 from tiefwatch.images import load_image  # noqa: E402
 from tiefwatch.index import CatalogIndex  # noqa: E402
-from tiefwatch.pipeline import Pipeline, mean_rows  # noqa: E402
+from tiefwatch.pipeline import Pipeline  # noqa: E402
 from tiefwatch.progress import progress_bar  # noqa: E402
 from tiefwatch.search import Searcher  # noqa: E402
 from tiefwatch.workspace import Workspace  # noqa: E402
@@ -62,7 +62,7 @@ def query_vectors(pipeline: Pipeline, images: list[np.ndarray]) -> dict[str, np.
     """Each photo's vector both ways, from its first framing (the crop network's box, or the whole photo)."""
     cut = pipeline.query_crops(images)
     vectors = pipeline.embedder.embed(cut.crops)
-    averaged = mean_rows(vectors, cut.owners, len(cut.candidates))
+    averaged = cut.candidate_vectors(vectors)
     first = np.flatnonzero(np.r_[True, cut.photo_of[1:] != cut.photo_of[:-1]])  # each photo's own framing
     return {"all crops": averaged[first], "one crop": vectors[first]}  # a candidate's own crop comes first
 

@@ -201,6 +201,40 @@ def test_the_search_keeps_the_peak_whose_crop_matches_the_catalogue(monkeypatch)
     assert framings[0].note == "kept heat peak 2 among the whole photo and 2 heat peaks, by closest catalogue match"
 
 
+class CloseUpCropper(FixedCropper):
+    """Sure of a box that covers most of a 100 x 120 photo, as on a close-up."""
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[BoxPrediction]:
+        return [BoxPrediction(BoundingBox(30, 25, 110, 95), self.confidence) for _ in images]
+
+
+def test_a_close_up_averages_in_the_whole_photo_uncorrected_and_keeps_its_box(monkeypatch) -> None:
+    monkeypatch.setattr("tiefwatch.pipeline.light_correction", lambda image, box: 0.5)  # a lamp's cast, say
+    image = np.random.default_rng(3).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    pipeline = _pipeline(0.9, **{"search.extra_crop_scales": "[0.9]", "search.fill_frame_within": "0"})
+    pipeline.cropper = CloseUpCropper(0.9)
+    cut = pipeline.query_crops([image])
+    assert [f.box for f in cut.candidates] == [BoundingBox(30, 25, 110, 95)]  # the box stays the framing
+    assert "whole photo" in cut.candidates[0].note
+    assert cut.owners.tolist() == [0, 0, 0] and cut.weights.tolist() == [1.0, 1.0, 2.0]  # as much as both crops
+    assert cut.crops[2] is image  # not corrected: it is mostly watch
+    assert all(crop is not image and crop.shape[0] == crop.shape[1] for crop in cut.crops[:2])  # the box, corrected
+    embedded = pipeline.embedder.embed(cut.crops)
+    expected = embedded[0] + embedded[1] + 2 * embedded[2]
+    vectors, framings = pipeline.embed_queries([image])
+    np.testing.assert_allclose(vectors[0], expected / np.linalg.norm(expected), atol=1e-5)
+    assert framings[0].box == BoundingBox(30, 25, 110, 95)
+    off = _pipeline(0.9, **{"search.whole_photo_above": "0"})
+    off.cropper = CloseUpCropper(0.9)
+    assert len(off.query_crops([image]).crops) == 3 and off.query_crops([image]).candidates[0].note == ""
+    higher = _pipeline(0.9, **{"search.whole_photo_above": "0.5"})  # the box covers 0.47 of the photo
+    higher.cropper = CloseUpCropper(0.9)
+    assert len(higher.query_crops([image]).crops) == 3
+    small = _pipeline(0.9)  # FixedCropper's box covers 0.07 of the photo
+    assert len(small.query_crops([image]).crops) == 3
+    assert len(pipeline.frame([image], catalogue=True)[0]) == 1  # catalogue photos are framed once
+
+
 class ZoomingCropper(FixedCropper):
     """Unsure at first; its second look finds the watch elsewhere."""
 
