@@ -166,9 +166,10 @@ class SearchConfig:
     cutout_max_spread: float = 12.0
     # A query whose box covers more than this share of the photo (a close-up) has the whole photo averaged into its
     # vector, weighing as much as the box's crops together: where the watch fills or overflows the frame, the frame
-    # shows what the padded, squared box loses. The box stays the framing. Close-ups of the second simulator: recall@1
-    # 0.787 -> 0.807, overflowing ones 0.393 -> 0.487; photos with smaller boxes never reach it (benchmarks.md,
-    # session 19). One more embedding for the photos it reaches; 0: never.
+    # shows what the padded, squared box loses. The box stays the framing. Close-ups: recall@1 0.817 -> 0.853 (second
+    # simulator), 0.893 -> 0.907 (ours), overflowing ones 0.43 -> 0.50; other rows unchanged within a photo or two
+    # (benchmarks.md, session 19). One more embedding for the photos it reaches (about 1 standard photo in 100).
+    # 0: never.
     whole_photo_above: float = 0.3
 
 

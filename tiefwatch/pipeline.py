@@ -261,14 +261,20 @@ class Pipeline:
         candidates: list[Framing] = []
         photo_of: list[int] = []
         crops: list[np.ndarray] = []
+        averaged: list[bool] = []  # each candidate: is the whole photo averaged into it (a close-up's own box)
         for number, framing in enumerate(framings):
-            if self.averages_whole_photo(images[number], framing):
-                framing = replace(framing, note=WHOLE_PHOTO_NOTE)
+            whole = self.averages_whole_photo(images[number], framing)
+            if whole:
+                framing = replace(
+                    framing, note=f"{framing.note}; {WHOLE_PHOTO_NOTE}" if framing.note else WHOLE_PHOTO_NOTE
+                )
+            averaged.append(whole)
             candidates.append(framing)
             photo_of.append(number)
             crops.append(first_crops[number])
             for box, confidence in framing.alternatives:
                 candidates.append(Framing(box, confidence, "another heat peak of the crop network"))
+                averaged.append(False)
                 photo_of.append(number)
                 crops.append(self._square(images[number], box))
         owners = list(range(len(candidates)))
@@ -285,7 +291,7 @@ class Pipeline:
                 owners.append(index)
                 weights.append(1.0)
                 shifts.append(shift_of[number])
-            if framing.note == WHOLE_PHOTO_NOTE:
+            if averaged[index]:
                 # a close-up: the whole photo weighs as much as the box's crops together, and keeps its light, since
                 # it is mostly watch and the watch's own colour would be taken for the light's
                 crops.append(images[number])
