@@ -86,7 +86,7 @@ class QueryCrops:
     candidates: list[Framing]
     photo_of: np.ndarray
     colours: np.ndarray  # (candidates, COLOUR_DIM) each candidate's own crop's colour descriptor, or (candidates, 0)
-    weights: np.ndarray | None = None  # (crops,) each crop's weight in its candidate's vector; None: all alike
+    weights: np.ndarray  # (crops,) each crop's weight in its candidate's vector
 
     def candidate_vectors(self, embedded: np.ndarray) -> np.ndarray:
         """The crops' embeddings -> one unit vector per candidate, its crops' weighted mean."""
