@@ -68,6 +68,12 @@ def colour_descriptor(pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(out, np.float32), np.sqrt(histogram)]).astype(np.float32)
 
 
+def prepare_colour_tables() -> None:
+    """Have OpenCV build its 8-bit RGB -> Lab tables now: its first conversion spends about 60 ms on them, which a
+    searcher pays while it loads its models (in a thread) rather than inside its first query."""
+    cv2.cvtColor(np.zeros((1, 1, 3), np.uint8), cv2.COLOR_RGB2LAB)
+
+
 def colour_descriptors(pictures: list[np.ndarray] | tuple[np.ndarray, ...]) -> np.ndarray:
     """(N, COLOUR_DIM) for N pictures; an empty list gives a (0, COLOUR_DIM) array."""
     if not len(pictures):

@@ -15,13 +15,16 @@ passed as a factory, called only when the graph has to be exported (or torch run
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
-import importlib.metadata
+import importlib.util
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -41,6 +44,9 @@ EXPORT_FORMAT = "dynamic-batch"  # part of the cache key: graphs cached by older
 RUN_BATCH = 16  # pictures per ONNX Runtime run: 9-13 % less a picture than one at a time; bounds activation memory
 
 ModuleFactory = Callable[[], "nn.Module"]
+# Building a module and exporting a graph, one thread at a time: a searcher opens its crop model and its backbone
+# side by side, and ``torch.onnx.export`` keeps process-wide state while it traces.
+TORCH_LOCK = threading.RLock()
 
 
 def onnx_available() -> bool:
@@ -105,14 +111,31 @@ class TorchEngine:
             return [out.float().contiguous().cpu().numpy() for out in outputs]
 
 
-def onnx_cache_path(cache_dir: Path | None, key: str, size: int) -> Path:
-    """Where the graph for ``key`` at ``size`` px lives; the torch version is read from package metadata, so
-    finding a cached graph never imports torch."""
+@functools.lru_cache(maxsize=1)
+def torch_release() -> str:
+    """The installed torch's release (``2.14.1``, no local build tag), read from its ``version.py`` without importing
+    torch: ``importlib.metadata`` scans every installed package's metadata, 60 ms of a fresh search process."""
+    spec = importlib.util.find_spec("torch")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        try:
+            text = (Path(folder) / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"+]+)", text, re.MULTILINE)
+        if found:
+            return found.group(1)
+    from importlib import metadata  # an unusual install without version.py
+
     try:
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - torch is a dependency
-        torch_version = "unknown"
-    digest = hashlib.sha256(f"{key}|{size}|{torch_version}|{EXPORT_FORMAT}".encode()).hexdigest()[:16]
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:  # pragma: no cover - torch is a dependency
+        return "unknown"
+
+
+def onnx_cache_path(cache_dir: Path | None, key: str, size: int) -> Path:
+    """Where the graph for ``key`` at ``size`` px lives; the torch release is read from torch's files
+    (``torch_release``), so finding a cached graph never imports torch."""
+    digest = hashlib.sha256(f"{key}|{size}|{torch_release()}|{EXPORT_FORMAT}".encode()).hexdigest()[:16]
     return (cache_dir or Path(tempfile.gettempdir()) / "tiefwatch-onnx") / f"{digest}.onnx"
 
 
@@ -296,7 +319,9 @@ class OnnxEngine:
         path = onnx_cache_path(cache_dir, key, size)
         remove_stale_cache_temps(path.parent)
         if not path.exists():
-            export_onnx(module(), size, path)
+            with TORCH_LOCK:
+                if not path.exists():
+                    export_onnx(module(), size, path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
         options.log_severity_level = 3
@@ -341,4 +366,5 @@ def make_engine(
     ONNX graph is not cached yet."""
     if resolve_engine(engine, device) == "onnx":
         return OnnxEngine(module, size, cache_dir, key)
-    return TorchEngine(module(), device)
+    with TORCH_LOCK:
+        return TorchEngine(module(), device)

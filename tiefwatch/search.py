@@ -12,12 +12,14 @@ import logging
 import sys
 import types
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ranking.colour import prepare_colour_tables
 from ranking.rerank import keep_nearest_order, sure_of_nearest
 from tiefwatch.config import Config
 from tiefwatch.images import ImageReadError, expand_queries, load_image
@@ -100,10 +102,17 @@ class Searcher:
         config = config or workspace.load_config()
         self.workspace = workspace
         self.config = config
-        self.index = index or CatalogIndex.load(workspace.index_path, config)  # first: a missing index fails fast
-        cropper = load_cropper(config, workspace) if use_crop and config.crop.enabled else None
-        # The catalogue was framed with the index's crop settings; queries must be framed the same way.
-        self.pipeline = Pipeline.from_config(config, cropper, cache_dir=workspace.cache_dir)
+        # Loading is mostly native code that lets go of the GIL (ONNX Runtime opening a graph, the index's arrays,
+        # OpenCV building its colour tables on first use), so the crop model and the colour tables are readied in
+        # threads while this one reads the index and opens the backbone: a fresh `tiefwatch search` on two cores
+        # (docs/benchmarks.md, session 20).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiefwatch-load") as pool:
+            crop_job = pool.submit(load_cropper, config, workspace) if use_crop and config.crop.enabled else None
+            pool.submit(prepare_colour_tables)
+            self.index = index or CatalogIndex.load(workspace.index_path, config)
+            # The catalogue was framed with the index's crop settings; queries must be framed the same way.
+            embedder = Pipeline.from_config(config, cache_dir=workspace.cache_dir).embedder
+            self.pipeline = Pipeline(config, embedder, crop_job.result() if crop_job is not None else None)
         self.index.check_compatible(self._comparable(self.pipeline.signature()))
         self.reranker: Reranker | None = (
             load_reranker(config, workspace, self.index.signature) if use_rerank and config.rerank.enabled else None

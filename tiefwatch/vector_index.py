@@ -59,9 +59,7 @@ def build_tuned(vectors: np.ndarray, config: IndexConfig, seed: int = 0) -> tupl
     count, dim = vectors.shape
     kind = resolve_index_type(config, count)
     if kind == "flat" or count == 0:
-        index = faiss.IndexFlatIP(dim)
-        index.add(vectors)
-        return index, Tuning("flat", 0, 1.0, 1)
+        return flat_index(vectors), Tuning("flat", 0, 1.0, 1)
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = config.hnsw_ef_construction
@@ -70,6 +68,14 @@ def build_tuned(vectors: np.ndarray, config: IndexConfig, seed: int = 0) -> tupl
         index.train(_training_sample(vectors, ivf_lists(config, count), seed))
     index.add(vectors)
     return index, tune(index, vectors, config, seed)
+
+
+def flat_index(vectors: np.ndarray) -> faiss.IndexFlatIP:
+    """Exact inner-product search over ``vectors`` (N, D)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index
 
 
 def refill(trained: faiss.Index, vectors: np.ndarray, config: IndexConfig, seed: int = 0) -> tuple[faiss.Index, Tuning]:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 if TYPE_CHECKING:
     import torch
@@ -174,3 +180,16 @@ def test_leftovers_of_killed_cache_writers_are_removed_and_nothing_else(tmp_path
     assert sorted(removed) == sorted([dead_file, dead_optimised, dead_export])
     assert not dead_export.exists() and live.exists() and all(path.exists() for path in others)
     assert remove_stale_cache_temps(tmp_path / "missing") == []
+
+
+def test_the_torch_release_is_read_without_importing_torch_or_scanning_package_metadata() -> None:
+    """The ONNX cache key names the torch release; a fresh search process reads it from torch's own files."""
+    code = (
+        "import sys\n"
+        "from ranking.engines import torch_release\n"
+        "print(torch_release(), 'torch' in sys.modules, 'importlib.metadata' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    release, torch_imported, metadata_imported = done.stdout.split()
+    assert release == importlib.metadata.version("torch").split("+")[0]
+    assert (torch_imported, metadata_imported) == ("False", "False")

@@ -53,3 +53,20 @@ def test_a_clearly_nearest_catalogue_photo_stays_first_over_the_re_rankers_pick(
     assert hits[0].path == first
     assert hits[0].kept_nearest == (first == "watch0.jpg")  # pinned over a higher score: flagged as the backbone's
     assert sorted(hit.path for hit in hits) == ["watch0.jpg", "watch1.jpg", "watch2.jpg"]
+
+
+def test_a_crop_model_that_fails_to_load_in_its_thread_is_the_searchers_error(
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]
+) -> None:
+    """The crop model opens in a loading thread beside the index and the backbone; its failure must still reach
+    the caller as the error it is, and a missing index still be reported first."""
+    from tiefwatch.index import CatalogIndexError, index_catalog
+    from tiefwatch.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    missing = tmp_path / "no-such-crop.pt"
+    with pytest.raises(CatalogIndexError, match="no index"):
+        Searcher(workspace, workspace.load_config(overrides=[*fast_overrides, f"crop.model={missing}"]))
+    index_catalog(catalog_dir, workspace, workspace.load_config(overrides=fast_overrides))
+    with pytest.raises(FileNotFoundError, match="no-such-crop.pt does not exist"):
+        Searcher(workspace, workspace.load_config(overrides=[*fast_overrides, f"crop.model={missing}"]))
