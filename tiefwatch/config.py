@@ -67,7 +67,7 @@ class IndexConfig:
     # (benchmarks.md, retrieval-adapted). Each costs an embedding at index time, none at query time; 0 = off.
     views: int = 4
     # The photo conditions the views are drawn from, by weight (bbox.conditions: close-up, far, tilt, glare, lamp,
-    # wrist, phone); {} = the standard scene only. Part of the index signature.
+    # wrist, phone, tiny); {} = the standard scene only. Part of the index signature.
     view_conditions: dict[str, float] = field(default_factory=dict)
     # A colour descriptor of each catalogue photo's crop (ranking.colour), kept beside its vector for the re-ranker
     # (FAISS never sees it): people name colours first, the backbone does not (benchmarks.md, judged section).

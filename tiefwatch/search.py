@@ -104,8 +104,8 @@ class Searcher:
         self.config = config
         # Loading is mostly native code that lets go of the GIL (ONNX Runtime opening a graph, the index's arrays,
         # OpenCV building its colour tables on first use), so the crop model and the colour tables are readied in
-        # threads while this one reads the index and opens the backbone: a fresh `tiefwatch search` on two cores
-        # (docs/benchmarks.md, session 20).
+        # threads while this one reads the index and opens the backbone (with the index's faster loading, a fresh
+        # `tiefwatch search` 10-20 % sooner on two cores: docs/benchmarks.md, session 20).
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiefwatch-load") as pool:
             crop_job = pool.submit(load_cropper, config, workspace) if use_crop and config.crop.enabled else None
             pool.submit(prepare_colour_tables)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Photo-condition benchmark: recall@1/5/10 and crop IoU, one row per way people photograph a watch.
 
-Each condition (``bbox.conditions``: standard, close-up, far, tilt, glare, lamp, wrist, phone) shoots its own
+Each condition (``bbox.conditions``: standard, close-up, far, tilt, glare, lamp, wrist, phone, tiny) shoots its own
 queries of the dev watches held out of every training run (``tiefwatch.evaluation.is_holdout``) and searches them
 in memory through the whole pipeline, beside the whole photo through the backbone alone (no crop) and the true box
 embedded the index's way. One row more, ``cut``, cuts the standard row's photos to the watch's exact box (a photo

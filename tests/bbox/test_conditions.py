@@ -62,6 +62,14 @@ def test_far_watches_are_a_small_part_of_the_frame() -> None:
         assert max(scene.box.width, scene.box.height) <= 0.21 * min(h, w) + 2
 
 
+def test_tiny_watches_are_a_few_percent_of_the_frame_yet_keep_their_pixels() -> None:
+    for scene in scenes("tiny", 6):
+        h, w = scene.image.shape[:2]
+        long_side = max(scene.box.width, scene.box.height)
+        assert 960 <= max(h, w) <= 1440  # a larger frame, so a 4-8 % watch is still 30-100 px
+        assert 0.03 * min(h, w) - 2 <= long_side <= 0.08 * min(h, w) + 2
+
+
 def test_tilting_the_dial_foreshortens_it_across_the_axis() -> None:
     square = np.float32([[-10, -10], [10, -10], [10, 10], [-10, 10]])
     assert np.allclose(tilted(square, 0.0, 0.0, 1e6), square, atol=1e-3)
