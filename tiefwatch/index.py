@@ -176,11 +176,16 @@ class CatalogIndex:
         write_atomic(path, lambda handle: np.savez(handle, **arrays))
         self.config.save(path.with_suffix(".config.yaml"))
 
+    @staticmethod
+    def require(path: Path) -> None:
+        """Fail with the one-line answer a user needs where there is no index yet."""
+        if not path.exists():
+            raise CatalogIndexError(f"no index at {path}; run `tiefwatch index CATALOG_DIR` first")
+
     @classmethod
     def load(cls, path: Path, config: Config | None = None) -> CatalogIndex:
         """Load an index; ``config`` (the current one) supplies search-time knobs such as efSearch."""
-        if not path.exists():
-            raise CatalogIndexError(f"no index at {path}; run `tiefwatch index CATALOG_DIR` first")
+        cls.require(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(bytes(data["meta"]).decode())

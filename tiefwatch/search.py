@@ -102,6 +102,8 @@ class Searcher:
         config = config or workspace.load_config()
         self.workspace = workspace
         self.config = config
+        if index is None:
+            CatalogIndex.require(workspace.index_path)  # before any model opens: no index fails at once
         # Loading is mostly native code that lets go of the GIL (ONNX Runtime opening a graph, the index's arrays,
         # OpenCV building its colour tables on first use), so the crop model and the colour tables are readied in
         # threads while this one reads the index and opens the backbone (with the index's faster loading, a fresh

@@ -56,17 +56,24 @@ def test_a_clearly_nearest_catalogue_photo_stays_first_over_the_re_rankers_pick(
 
 
 def test_a_crop_model_that_fails_to_load_in_its_thread_is_the_searchers_error(
-    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str]
+    tmp_path: Path, catalog_dir: Path, fast_overrides: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The crop model opens in a loading thread beside the index and the backbone; its failure must still reach
-    the caller as the error it is, and a missing index still be reported first."""
+    the caller as the error it is. A missing index is reported before any model opens (a crop model without its
+    cached graph would be exported first, for a minute)."""
+    from tiefwatch import search as search_module
     from tiefwatch.index import CatalogIndexError, index_catalog
     from tiefwatch.workspace import Workspace
 
     workspace = Workspace(tmp_path / "ws")
     missing = tmp_path / "no-such-crop.pt"
+
+    opened: list[str] = []
+    monkeypatch.setattr(search_module, "load_cropper", lambda *args, **kwargs: opened.append("crop model"))
     with pytest.raises(CatalogIndexError, match="no index"):
-        Searcher(workspace, workspace.load_config(overrides=[*fast_overrides, f"crop.model={missing}"]))
+        Searcher(workspace, workspace.load_config(overrides=fast_overrides))
+    assert opened == []
+    monkeypatch.undo()
     index_catalog(catalog_dir, workspace, workspace.load_config(overrides=fast_overrides))
     with pytest.raises(FileNotFoundError, match="no-such-crop.pt does not exist"):
         Searcher(workspace, workspace.load_config(overrides=[*fast_overrides, f"crop.model={missing}"]))
