@@ -111,7 +111,7 @@ class Searcher:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiefwatch-load") as pool:
             crop_job = pool.submit(load_cropper, config, workspace) if use_crop and config.crop.enabled else None
             pool.submit(prepare_colour_tables)
-            self.index = index or CatalogIndex.load(workspace.index_path, config)
+            self.index = index if index is not None else CatalogIndex.load(workspace.index_path, config)
             # The catalogue was framed with the index's crop settings; queries must be framed the same way.
             embedder = Pipeline.from_config(config, cache_dir=workspace.cache_dir).embedder
             self.pipeline = Pipeline(config, embedder, crop_job.result() if crop_job is not None else None)
